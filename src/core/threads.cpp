@@ -1,0 +1,23 @@
+#include "core/threads.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace peft {
+
+int num_cores() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? int(n) : 1;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = num_cores();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
+}  // namespace peft

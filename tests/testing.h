@@ -1,0 +1,95 @@
+// Helpers shared by the C++ tests: random data, f64 references and finite-difference checks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "tolerances.h"
+
+namespace peft::testing {
+
+using Vec = std::vector<double>;
+// A reference forward in f64: inputs (flattened) -> output (flattened).
+using RefForward = std::function<Vec(const Vec&)>;
+
+inline Vec random_vec(size_t n, uint64_t seed, double scale = 1.0) {
+  Rng rng(seed, 7);
+  Vec v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = scale * (2.0 * rng.uniform_at(i) - 1.0);
+  return v;
+}
+
+inline Tensor to_tensor(const Vec& v, Shape shape) {
+  std::vector<float> f(v.begin(), v.end());
+  return Tensor::from_vector(f, std::move(shape));
+}
+
+inline Vec to_vec(const Tensor& t) {
+  std::vector<float> f = t.to_vector();
+  return Vec(f.begin(), f.end());
+}
+
+// Elementwise |a − b| ≤ abs + rel·|b|, reporting the first few offenders.
+inline ::testing::AssertionResult all_close(const Vec& ours, const Vec& ref, double abs, double rel) {
+  if (ours.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << ours.size() << " vs " << ref.size();
+  int bad = 0;
+  std::string msg;
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const double err = std::fabs(ours[i] - ref[i]);
+    if (!(err <= abs + rel * std::fabs(ref[i]))) {
+      if (bad < 5)
+        msg += "\n  [" + std::to_string(i) + "] ours " + std::to_string(ours[i]) + " ref " +
+               std::to_string(ref[i]);
+      ++bad;
+    }
+  }
+  if (bad) return ::testing::AssertionFailure() << bad << " of " << ours.size() << " differ:" << msg;
+  return ::testing::AssertionSuccess();
+}
+
+// d/dx Σ_i upstream_i · f(x)_i by f64 central differences.
+inline Vec finite_difference_vjp(const RefForward& f, const Vec& x, const Vec& upstream,
+                                 double h = tol::kFiniteDifferenceStep) {
+  Vec grad(x.size());
+  Vec xp = x;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double keep = xp[i];
+    xp[i] = keep + h;
+    const Vec fp = f(xp);
+    xp[i] = keep - h;
+    const Vec fm = f(xp);
+    xp[i] = keep;
+    double d = 0;
+    for (size_t k = 0; k < fp.size(); ++k) d += upstream[k] * (fp[k] - fm[k]);
+    grad[i] = d / (2 * h);
+  }
+  return grad;
+}
+
+// max|ours − fd| ≤ tol · max(1, max|fd|)
+inline ::testing::AssertionResult gradient_close(const Vec& ours, const Vec& fd,
+                                                 double tol = tol::kBackwardRel) {
+  if (ours.size() != fd.size())
+    return ::testing::AssertionFailure() << "size " << ours.size() << " vs " << fd.size();
+  double scale = 1, worst = 0;
+  size_t at = 0;
+  for (double v : fd) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < ours.size(); ++i) {
+    const double e = std::fabs(ours[i] - fd[i]);
+    if (!(e <= worst)) worst = e, at = i;
+  }
+  if (!(worst <= tol * scale))
+    return ::testing::AssertionFailure() << "max error " << worst << " at [" << at << "] (ours "
+                                         << ours[at] << ", fd " << fd[at] << "), allowed "
+                                         << tol * scale;
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace peft::testing
