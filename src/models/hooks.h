@@ -1,0 +1,113 @@
+// The five places where a PEFT method plugs into a model (DESIGN.md, "How a PEFT method plugs
+// in"). Declared beside the models because the model is what calls them; src/peft/ implements
+// them, so model code never names a method. Every hook has a do-nothing default; several methods
+// may be stacked with HookStack.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "autograd/tape.h"
+#include "ops/linear.h"
+
+namespace peft {
+
+// A weight projection of the model, named as Hugging Face names the module, e.g.
+// "model.layers.0.self_attn.q_proj" or "bert.encoder.layer.3.attention.self.query".
+struct LinearSite {
+  std::string module;  // full HF module path (LoRA target matching and adapter keys use it)
+  std::string name;    // last path component: "q_proj", "W_pack", "query", ...
+  int layer = -1;      // transformer layer index, -1 outside the layers (e.g. the head)
+  int64_t in_features = 0, out_features = 0;
+  bool has_bias = false;
+};
+
+// Extra keys/values that every query of one attention layer sees: [B or 1, P, Hkv, D] each.
+struct KvPrefix {
+  Var key;
+  Var value;
+};
+
+enum class Sublayer { Attention, FeedForward };
+
+class ModelHooks {
+ public:
+  virtual ~ModelHooks() = default;
+
+  // 1. Input embeddings [B, T, C] -> [B, T + P, C]: prompt tuning / P-Tuning put P virtual-token
+  //    embeddings in front. The model extends positions, masks and labels by P.
+  virtual Var input_embeddings(const Var& embeddings) { return embeddings; }
+  virtual int64_t num_virtual_tokens() const { return 0; }
+
+  // 2. Per-layer key/value prefix (prefix tuning, P-Tuning v2) for a batch of B sequences.
+  virtual std::optional<KvPrefix> kv_prefix(int /*layer*/, int64_t /*batch*/) {
+    return std::nullopt;
+  }
+  virtual int64_t num_prefix_tokens() const { return 0; }
+
+  // 3. Linear layers: a LoRA branch beside the frozen weight of this site, or nullptr.
+  virtual const LoraBranch* linear_branch(const LinearSite& /*site*/) { return nullptr; }
+  //    The bias the site uses (LoRA's bias="all" / "lora_only" make base biases trainable);
+  //    `bias` is the model's own (nullptr when the site has none).
+  virtual Var linear_bias(const LinearSite& /*site*/, const Var& bias) { return bias; }
+
+  // 4. After a sublayer: h is the sublayer's output, x its input (the residual stream). Returns
+  //    what replaces h (bottleneck adapters: h + up(act(down(h))), placed as FORMATS.md says).
+  virtual Var after_sublayer(int /*layer*/, Sublayer /*which*/, const Var& h, const Var& /*x*/) {
+    return h;
+  }
+
+  // 5. The output head is read, not changed: PET scores labels from the model's logits at the
+  //    mask position restricted to the verbalizer's tokens (Model::token_logits), so this hook
+  //    site needs no callback.
+};
+
+// Several methods at once (e.g. LoRA + prefix): each hook is applied in order.
+class HookStack final : public ModelHooks {
+ public:
+  void add(std::shared_ptr<ModelHooks> hooks) { hooks_.push_back(std::move(hooks)); }
+  bool empty() const { return hooks_.empty(); }
+
+  Var input_embeddings(const Var& embeddings) override {
+    Var e = embeddings;
+    for (auto& h : hooks_) e = h->input_embeddings(e);
+    return e;
+  }
+  int64_t num_virtual_tokens() const override {
+    int64_t n = 0;
+    for (auto& h : hooks_) n += h->num_virtual_tokens();
+    return n;
+  }
+  std::optional<KvPrefix> kv_prefix(int layer, int64_t batch) override {
+    for (auto& h : hooks_)
+      if (auto p = h->kv_prefix(layer, batch)) return p;  // one prefix method at a time
+    return std::nullopt;
+  }
+  int64_t num_prefix_tokens() const override {
+    for (auto& h : hooks_)
+      if (h->num_prefix_tokens()) return h->num_prefix_tokens();
+    return 0;
+  }
+  const LoraBranch* linear_branch(const LinearSite& site) override {
+    for (auto& h : hooks_)
+      if (const LoraBranch* b = h->linear_branch(site)) return b;
+    return nullptr;
+  }
+  Var linear_bias(const LinearSite& site, const Var& bias) override {
+    Var b = bias;
+    for (auto& h : hooks_) b = h->linear_bias(site, b);
+    return b;
+  }
+  Var after_sublayer(int layer, Sublayer which, const Var& h, const Var& x) override {
+    Var out = h;
+    for (auto& k : hooks_) out = k->after_sublayer(layer, which, out, x);
+    return out;
+  }
+
+ private:
+  std::vector<std::shared_ptr<ModelHooks>> hooks_;
+};
+
+}  // namespace peft

@@ -1,0 +1,249 @@
+#include "peft/lora.h"
+
+#include <cmath>
+#include <regex>
+#include <vector>
+
+#include "kernels/gemm.h"
+
+namespace peft {
+namespace {
+
+template <typename T>
+T get_or(const nlohmann::json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return fallback;
+  return it->get<T>();
+}
+
+bool suffix_match(const std::string& module, const std::string& target) {
+  return module == target ||
+         (module.size() > target.size() &&
+          module.compare(module.size() - target.size(), target.size(), target) == 0 &&
+          module[module.size() - target.size() - 1] == '.');
+}
+
+// PEFT's get_pattern_key: the first pattern key k with re.match("(^|.*\.)k$", module).
+template <typename V>
+const V* pattern_lookup(const std::map<std::string, V>& patterns, const std::string& module) {
+  for (const auto& [key, value] : patterns) {
+    if (std::regex_match(module, std::regex("(^|.*\\.)" + key))) return &value;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+LoraConfig LoraConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  try {
+    LoraConfig c;
+    const std::string type = get_or<std::string>(j, "peft_type", "");
+    if (type != "LORA") fail("{}: peft_type is \"{}\", expected \"LORA\"", source, type);
+    c.r = get_or<int>(j, "r", 8);
+    c.lora_alpha = get_or<float>(j, "lora_alpha", 8.0f);
+    c.lora_dropout = get_or<float>(j, "lora_dropout", 0.0f);
+    if (c.r <= 0) fail("{}: \"r\" is {}, expected a positive rank", source, c.r);
+    if (auto it = j.find("target_modules"); it != j.end() && !it->is_null()) {
+      c.targets_given = true;
+      if (it->is_string()) {
+        const std::string t = it->get<std::string>();
+        if (t == "all-linear")
+          c.all_linear = true;
+        else
+          c.target_regex = t;
+      } else {
+        c.target_list = it->get<std::vector<std::string>>();
+      }
+    }
+    c.bias = get_or<std::string>(j, "bias", "none");
+    if (c.bias != "none" && c.bias != "all" && c.bias != "lora_only")
+      fail("{}: \"bias\" is \"{}\", expected none, all or lora_only", source, c.bias);
+    c.use_rslora = get_or<bool>(j, "use_rslora", false);
+    if (auto it = j.find("init_lora_weights"); it != j.end() && !it->is_null()) {
+      if (it->is_boolean())
+        c.init_lora_weights = it->get<bool>() ? "true" : "false";
+      else
+        c.init_lora_weights = it->get<std::string>();
+      if (c.init_lora_weights != "true" && c.init_lora_weights != "false" &&
+          c.init_lora_weights != "gaussian")
+        fail("{}: init_lora_weights \"{}\" is not supported (true, false or gaussian)", source,
+             c.init_lora_weights);
+    }
+    if (auto it = j.find("layers_to_transform"); it != j.end() && !it->is_null()) {
+      if (it->is_number())
+        c.layers_to_transform = {it->get<int>()};
+      else
+        c.layers_to_transform = it->get<std::vector<int>>();
+    }
+    c.rank_pattern = get_or<std::map<std::string, int>>(j, "rank_pattern", {});
+    c.alpha_pattern = get_or<std::map<std::string, float>>(j, "alpha_pattern", {});
+    c.base_model_name_or_path = get_or<std::string>(j, "base_model_name_or_path", "");
+    c.task_type = get_or<std::string>(j, "task_type", "CAUSAL_LM");
+    if (get_or<bool>(j, "use_dora", false)) fail("{}: use_dora is not supported", source);
+    if (get_or<bool>(j, "fan_in_fan_out", false))
+      fail("{}: fan_in_fan_out is true; only [out, in] linear weights are supported", source);
+    if (auto it = j.find("modules_to_save"); it != j.end() && it->is_array() && !it->empty())
+      fail("{}: modules_to_save is not supported", source);
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed LoRA config: {}", source, e.what());
+  }
+}
+
+nlohmann::json LoraConfig::to_json() const {
+  nlohmann::json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = task_type;
+  j["base_model_name_or_path"] = base_model_name_or_path;
+  j["revision"] = nullptr;
+  j["inference_mode"] = true;
+  j["r"] = r;
+  j["lora_alpha"] = lora_alpha;
+  j["lora_dropout"] = lora_dropout;
+  if (all_linear)
+    j["target_modules"] = "all-linear";
+  else if (target_regex)
+    j["target_modules"] = *target_regex;
+  else
+    j["target_modules"] = target_list;
+  j["bias"] = bias;
+  j["fan_in_fan_out"] = false;
+  j["use_rslora"] = use_rslora;
+  if (init_lora_weights == "gaussian")
+    j["init_lora_weights"] = "gaussian";
+  else
+    j["init_lora_weights"] = init_lora_weights == "true";
+  j["layers_to_transform"] =
+      layers_to_transform.empty() ? nlohmann::json(nullptr) : nlohmann::json(layers_to_transform);
+  j["layers_pattern"] = nullptr;
+  j["rank_pattern"] = rank_pattern;
+  j["alpha_pattern"] = alpha_pattern;
+  j["modules_to_save"] = nullptr;
+  j["use_dora"] = false;
+  j["peft_version"] = "0.13.2";
+  return j;
+}
+
+bool lora_targets(const LoraConfig& config, const LinearSite& site,
+                  const std::vector<std::string>& default_targets) {
+  bool match = false;
+  if (config.all_linear) {
+    match = site.layer >= 0 || site.name != "lm_head";
+  } else if (config.target_regex) {
+    match = std::regex_match(site.module, std::regex(*config.target_regex));
+  } else {
+    const auto& targets = config.targets_given ? config.target_list : default_targets;
+    for (const std::string& t : targets) match = match || suffix_match(site.module, t);
+  }
+  if (!match || config.layers_to_transform.empty()) return match;
+  if (site.layer < 0) return false;
+  for (int l : config.layers_to_transform)
+    if (l == site.layer) return true;
+  return false;
+}
+
+int lora_rank_for(const LoraConfig& config, const std::string& module) {
+  const int* r = pattern_lookup(config.rank_pattern, module);
+  return r ? *r : config.r;
+}
+
+float lora_alpha_for(const LoraConfig& config, const std::string& module) {
+  const float* a = pattern_lookup(config.alpha_pattern, module);
+  return a ? *a : config.lora_alpha;
+}
+
+float lora_scale(const LoraConfig& config, int r, float alpha) {
+  return config.use_rslora ? alpha / std::sqrt(float(r)) : alpha / float(r);
+}
+
+std::string lora_key(const std::string& module, char which) {
+  return "base_model.model." + module + ".lora_" + which + ".weight";
+}
+
+static std::string bias_key(const std::string& module) {
+  return "base_model.model." + module + ".bias";
+}
+
+LoraMethod::LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
+                       const std::vector<std::string>& default_targets, ParamStore& params)
+    : config_(std::move(config)), params_(params) {
+  for (const LinearSite& site : sites) {
+    const bool targeted = lora_targets(config_, site, default_targets);
+    if (targeted) {
+      const int r = lora_rank_for(config_, site.module);
+      params_.declare(lora_key(site.module, 'A'), {r, site.in_features});
+      params_.declare(lora_key(site.module, 'B'), {site.out_features, r});
+      targeted_.push_back(site);
+    }
+    const bool train_bias =
+        site.has_bias && (config_.bias == "all" || (config_.bias == "lora_only" && targeted));
+    if (train_bias) params_.declare(bias_key(site.module), {site.out_features});
+  }
+  if (targeted_.empty()) {
+    std::string names;
+    for (size_t i = 0; i < sites.size() && i < 8; ++i) names += (i ? ", " : "") + sites[i].module;
+    fail(
+        "LoRA target_modules match no linear layer of this model (its linear layers include: {}{})",
+        names, sites.size() > 8 ? ", ..." : "");
+  }
+}
+
+void LoraMethod::initialize(Rng& rng) {
+  for (const LinearSite& site : targeted_) {
+    Tensor a = params_.get(lora_key(site.module, 'A'))->value;
+    Tensor b = params_.get(lora_key(site.module, 'B'))->value;
+    const int r = int(a.dim(0));
+    if (config_.init_lora_weights == "gaussian") {
+      fill_normal(a, rng, 0.0f, 1.0f / float(r));  // PEFT: nn.init.normal_(A, std=1/r)
+    } else {  // kaiming_uniform(a=√5): U(−1/√in, 1/√in)
+      const float bound = 1.0f / std::sqrt(float(site.in_features));
+      fill_uniform(a, rng, -bound, bound);
+    }
+    if (config_.init_lora_weights == "false") {  // torch's default Linear init for B as well
+      const float bound = 1.0f / std::sqrt(float(r));
+      fill_uniform(b, rng, -bound, bound);
+    } else {
+      b.zero();
+    }
+  }
+}
+
+const LoraBranch* LoraMethod::linear_branch(const LinearSite& site) {
+  auto it = branches_.find(site.module);
+  if (it != branches_.end()) return &it->second;
+  const std::string a_key = lora_key(site.module, 'A');
+  if (!params_.contains(a_key)) return nullptr;
+  LoraBranch branch;
+  branch.A = params_.get(a_key);
+  branch.B = params_.get(lora_key(site.module, 'B'));
+  branch.scale =
+      lora_scale(config_, int(branch.A->value.dim(0)), lora_alpha_for(config_, site.module));
+  branch.dropout = config_.lora_dropout;
+  branch.rng = dropout_rng_;
+  return &branches_.emplace(site.module, branch).first->second;
+}
+
+Var LoraMethod::linear_bias(const LinearSite& site, const Var& bias) {
+  const std::string key = bias_key(site.module);
+  if (!bias || !params_.contains(key)) return bias;
+  const Var& trainable = params_.get(key);
+  if (!biases_loaded_ && !bias_ready_[site.module]) {
+    trainable->value.copy_from(bias->value.dtype() == DType::F32 ? bias->value
+                                                                 : bias->value.to(DType::F32));
+    bias_ready_[site.module] = true;
+  }
+  return trainable;
+}
+
+void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign) {
+  const int64_t out = weight.dim(0), in = weight.dim(1), r = A.dim(0);
+  PEFT_CHECK(A.dim(1) == in && B.dim(0) == out && B.dim(1) == r, "merge {} with A {} B {}",
+             weight.describe(), A.describe(), B.describe());
+  PEFT_CHECK(weight.writable(), "merge into a read-only (mapped) weight {}", weight.describe());
+  Tensor w32 = weight.dtype() == DType::F32 ? weight : weight.to(DType::F32);
+  gemm_f32(false, false, out, in, r, sign * scale, B.data<float>(), r, A.data<float>(), in, 1.0f,
+           w32.data<float>(), in);
+  if (weight.dtype() != DType::F32) weight.copy_from(w32.to(weight.dtype()));
+}
+
+}  // namespace peft

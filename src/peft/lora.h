@@ -1,0 +1,87 @@
+// LoRA (Hu et al. 2021) as Hugging Face PEFT defines it: beside a frozen linear W [out, in], a
+// trainable branch y += s · B(A(dropout(x))), A [r, in], B [out, r], B = 0 at init so training
+// starts at the base model; s = lora_alpha / r (rsLoRA: lora_alpha / √r). Targets, rank and alpha
+// patterns, layer selection and bias handling follow PEFT's LoraConfig.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "autograd/params.h"
+#include "core/rng.h"
+#include "models/hooks.h"
+
+namespace peft {
+
+struct LoraConfig {
+  int r = 8;
+  float lora_alpha = 8.0f;
+  float lora_dropout = 0.0f;
+  // target_modules: a list (exact name or dotted-suffix match), a string (regex full match),
+  // "all-linear", or absent (the architecture's default list).
+  std::vector<std::string> target_list;
+  std::optional<std::string> target_regex;
+  bool all_linear = false;
+  bool targets_given = false;
+  std::string bias = "none";  // none | all | lora_only
+  bool use_rslora = false;
+  std::string init_lora_weights = "true";  // true (kaiming-uniform A) | gaussian | false
+  std::vector<int> layers_to_transform;    // empty: every layer
+  std::map<std::string, int> rank_pattern;
+  std::map<std::string, float> alpha_pattern;
+  std::string base_model_name_or_path;
+  std::string task_type = "CAUSAL_LM";
+
+  // Reads PEFT's adapter_config.json fields (unknown keys ignored, missing keys default);
+  // throws Error naming `source` for unsupported settings (use_dora, fan_in_fan_out, ...).
+  static LoraConfig from_json(const nlohmann::json& j, const std::string& source);
+  nlohmann::json to_json() const;
+};
+
+// PEFT's rule: regex full match for a string; else exact name or a ".name" suffix of the module
+// path; then layers_to_transform on the layer index.
+bool lora_targets(const LoraConfig& config, const LinearSite& site,
+                  const std::vector<std::string>& default_targets);
+// rank / alpha for one module after rank_pattern / alpha_pattern (keys match "(^|.*\.)key$").
+int lora_rank_for(const LoraConfig& config, const std::string& module);
+float lora_alpha_for(const LoraConfig& config, const std::string& module);
+float lora_scale(const LoraConfig& config, int r, float alpha);
+
+// PEFT's tensor names: base_model.model.<module>.lora_A.weight / .lora_B.weight.
+std::string lora_key(const std::string& module, char which);
+
+class LoraMethod final : public ModelHooks {
+ public:
+  // Declares A and B of every targeted site in `params` (names are PEFT's keys), and trainable
+  // biases when bias != none. Throws Error when no site matches the targets.
+  LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
+             const std::vector<std::string>& default_targets, ParamStore& params);
+  // After params.allocate(): A per init_lora_weights, B = 0 (PEFT's init). Trainable biases take
+  // the base model's values at their first use (or the adapter file's, after mark_loaded()).
+  void initialize(Rng& rng);
+  void mark_loaded() { biases_loaded_ = true; }
+  void set_dropout_rng(Rng* rng) { dropout_rng_ = rng; }
+
+  const LoraBranch* linear_branch(const LinearSite& site) override;
+  Var linear_bias(const LinearSite& site, const Var& bias) override;
+
+  const LoraConfig& config() const { return config_; }
+  const std::vector<LinearSite>& targeted_sites() const { return targeted_; }
+
+ private:
+  LoraConfig config_;
+  ParamStore& params_;
+  std::vector<LinearSite> targeted_;
+  std::map<std::string, LoraBranch> branches_;  // by module, filled on first use
+  std::map<std::string, bool> bias_ready_;      // by module: trainable bias holds its start value
+  bool biases_loaded_ = false;
+  Rng* dropout_rng_ = nullptr;
+};
+
+// W [out, in] (f32, or 16-bit: computed in f32 then rounded) += sign · s · B·A.
+void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign = 1.0f);
+
+}  // namespace peft

@@ -1,0 +1,142 @@
+#include <gtest/gtest.h>
+
+#include "autograd/params.h"
+#include "ops/linear.h"
+#include "peft/lora.h"
+#include "testing.h"
+
+namespace peft {
+namespace {
+
+std::vector<LinearSite> decoder_sites(int layers) {
+  std::vector<LinearSite> sites;
+  for (int l = 0; l < layers; ++l)
+    for (const char* name :
+         {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}) {
+      const std::string part =
+          std::string(name).find("proj") != std::string::npos &&
+                  (name[0] == 'q' || name[0] == 'k' || name[0] == 'v' || name[0] == 'o')
+              ? "self_attn"
+              : "mlp";
+      sites.push_back({"model.layers." + std::to_string(l) + "." + part + "." + name, name, l, 16,
+                       24, name[0] == 'q' || name[0] == 'k' || name[0] == 'v'});
+    }
+  sites.push_back({"lm_head", "lm_head", -1, 16, 50, false});
+  return sites;
+}
+
+LoraConfig config_from(const char* json) {
+  return LoraConfig::from_json(nlohmann::json::parse(json), "adapter_config.json");
+}
+
+std::vector<std::string> targeted(const LoraConfig& c,
+                                  const std::vector<std::string>& defaults = {"q_proj", "v_proj"}) {
+  std::vector<std::string> out;
+  for (const LinearSite& s : decoder_sites(2))
+    if (lora_targets(c, s, defaults)) out.push_back(s.module);
+  return out;
+}
+
+TEST(Lora, TargetsFollowPeftMatchingRules) {
+  // Absent target_modules: the architecture's default list.
+  EXPECT_EQ(targeted(config_from(R"({"peft_type": "LORA"})")),
+            (std::vector<std::string>{
+                "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj",
+                "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"}));
+  // A list matches exact names or dotted suffixes, never a bare substring.
+  EXPECT_EQ(
+      targeted(config_from(R"({"peft_type": "LORA", "target_modules": ["mlp.down_proj", "proj"]})"))
+          .size(),
+      2u);
+  // A string is a regex that must match the whole path.
+  EXPECT_EQ(targeted(config_from(
+                R"({"peft_type": "LORA", "target_modules": ".*\\.1\\.self_attn\\.(q|k)_proj"})")),
+            (std::vector<std::string>{"model.layers.1.self_attn.q_proj",
+                                      "model.layers.1.self_attn.k_proj"}));
+  EXPECT_TRUE(
+      targeted(config_from(R"({"peft_type": "LORA", "target_modules": "q_proj"})")).empty());
+  // all-linear: every linear but the output head.
+  EXPECT_EQ(
+      targeted(config_from(R"({"peft_type": "LORA", "target_modules": "all-linear"})")).size(),
+      14u);
+  // layers_to_transform keeps only those layer indices.
+  EXPECT_EQ(targeted(config_from(R"({"peft_type": "LORA", "layers_to_transform": [1]})")),
+            (std::vector<std::string>{"model.layers.1.self_attn.q_proj",
+                                      "model.layers.1.self_attn.v_proj"}));
+}
+
+TEST(Lora, RankAndAlphaPatternsAndRsLora) {
+  LoraConfig c = config_from(
+      R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "rank_pattern": {"v_proj": 4, "layers.1.self_attn.q_proj": 2},
+          "alpha_pattern": {"q_proj": 4}})");
+  EXPECT_EQ(lora_rank_for(c, "model.layers.0.self_attn.v_proj"), 4);
+  EXPECT_EQ(lora_rank_for(c, "model.layers.1.self_attn.q_proj"), 2);
+  EXPECT_EQ(lora_rank_for(c, "model.layers.0.self_attn.q_proj"), 8);
+  EXPECT_FLOAT_EQ(lora_alpha_for(c, "model.layers.0.self_attn.q_proj"), 4.0f);
+  EXPECT_FLOAT_EQ(lora_scale(c, 8, 16), 2.0f);
+  c.use_rslora = true;
+  EXPECT_FLOAT_EQ(lora_scale(c, 4, 16), 8.0f);
+}
+
+TEST(Lora, ConfigRejectsWhatItCannotHonour) {
+  EXPECT_THROW(config_from(R"({"peft_type": "LORA", "use_dora": true})"), Error);
+  EXPECT_THROW(config_from(R"({"peft_type": "LORA", "fan_in_fan_out": true})"), Error);
+  EXPECT_THROW(config_from(R"({"peft_type": "PREFIX_TUNING"})"), Error);
+  EXPECT_THROW(config_from(R"({"peft_type": "LORA", "r": "eight"})"), Error);
+  EXPECT_THROW(config_from(R"({"peft_type": "LORA", "bias": "some"})"), Error);
+  LoraConfig c = config_from(
+      R"({"peft_type": "LORA", "r": 4, "unknown_future_key": 1, "init_lora_weights": "gaussian"})");
+  LoraConfig back = LoraConfig::from_json(c.to_json(), "round trip");
+  EXPECT_EQ(back.r, 4);
+  EXPECT_EQ(back.init_lora_weights, "gaussian");
+  EXPECT_EQ(c.to_json()["inference_mode"], true);
+}
+
+TEST(Lora, OnlyTargetedSitesGetParametersAndIdentityAtInit) {
+  ParamStore params;
+  LoraConfig c =
+      config_from(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "bias": "lora_only"})");
+  auto sites = decoder_sites(2);
+  LoraMethod lora(c, sites, {"q_proj", "v_proj"}, params);
+  params.allocate();
+  Rng rng(3);
+  lora.initialize(rng);
+  EXPECT_EQ(lora.targeted_sites().size(), 4u);
+  // A, B for 4 sites plus trainable biases of the targeted q/v (they have biases).
+  EXPECT_EQ(params.entries().size(), 4u * 2 + 4);
+  EXPECT_EQ(lora.linear_branch(sites[1]), nullptr);  // k_proj untargeted
+  const LoraBranch* q = lora.linear_branch(sites[0]);
+  ASSERT_NE(q, nullptr);
+  EXPECT_FLOAT_EQ(q->scale, 2.0f);
+  for (float v : q->B->value.to_vector()) ASSERT_EQ(v, 0.0f);
+  for (float v : q->A->value.to_vector()) ASSERT_LE(std::fabs(v), 0.25f);  // U(±1/√16)
+  EXPECT_THROW(LoraMethod(config_from(R"({"peft_type": "LORA", "target_modules": ["nothing"]})"),
+                          sites, {}, params),
+               Error);
+}
+
+TEST(Lora, MergedWeightGivesTheAdapterOutputAndUnmergeRestores) {
+  const int64_t n = 5, in = 12, out = 7, r = 3;
+  Tensor x = testing::to_tensor(testing::random_vec(size_t(n * in), 1), {n, in});
+  Tensor w = testing::to_tensor(testing::random_vec(size_t(out * in), 2), {out, in});
+  Tensor a = testing::to_tensor(testing::random_vec(size_t(r * in), 3), {r, in});
+  Tensor b = testing::to_tensor(testing::random_vec(size_t(out * r), 4), {out, r});
+  LoraBranch branch{constant(a), constant(b), 1.5f};
+  Var with = linear(constant(x), constant(w), nullptr, &branch);
+  Tensor merged = w.clone();
+  lora_merge(merged, a, b, 1.5f);
+  Var folded = linear(constant(x), constant(merged));
+  EXPECT_TRUE(
+      testing::all_close(testing::to_vec(folded->value), testing::to_vec(with->value), 1e-5, 1e-5));
+  lora_merge(merged, a, b, 1.5f, -1.0f);
+  EXPECT_TRUE(testing::all_close(testing::to_vec(merged), testing::to_vec(w), 1e-6, 1e-6));
+  Tensor w16 = w.to(DType::BF16);
+  lora_merge(w16, a, b, 1.5f);
+  EXPECT_EQ(w16.dtype(), DType::BF16);
+  Var folded16 = linear(constant(x), constant(w16));
+  EXPECT_TRUE(testing::all_close(testing::to_vec(folded16->value), testing::to_vec(with->value),
+                                 0.05, 0.02));
+}
+
+}  // namespace
+}  // namespace peft
