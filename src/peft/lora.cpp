@@ -4,6 +4,8 @@
 #include <regex>
 #include <vector>
 
+#include "io/files.h"
+#include "io/safetensors.h"
 #include "kernels/gemm.h"
 
 namespace peft {
@@ -233,6 +235,41 @@ Var LoraMethod::linear_bias(const LinearSite& site, const Var& bias) {
     bias_ready_[site.module] = true;
   }
   return trainable;
+}
+
+void save_lora_adapter(const std::string& dir, const LoraMethod& lora, const ParamStore& params) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const ParamStore::Entry& e : params.entries())
+    if (e.name.rfind("base_model.model.", 0) == 0) tensors.emplace_back(e.name, e.var->value);
+  save_safetensors(join_path(dir, "adapter_model.safetensors"), tensors);
+  write_json_atomic(join_path(dir, "adapter_config.json"), lora.config().to_json());
+}
+
+LoraConfig read_lora_config(const std::string& dir) {
+  const std::string path = join_path(dir, "adapter_config.json");
+  return LoraConfig::from_json(read_json_file(path), path);
+}
+
+void load_lora_weights(const std::string& dir, LoraMethod& lora, ParamStore& params) {
+  SafetensorsFile file(join_path(dir, "adapter_model.safetensors"));
+  for (const ParamStore::Entry& e : params.entries()) {
+    if (e.name.rfind("base_model.model.", 0) != 0) continue;
+    if (!file.contains(e.name)) fail("{}: tensor {} is missing", file.path(), e.name);
+    Tensor t = file.get(e.name);
+    if (t.shape() != e.shape)
+      fail("{}: tensor {} has shape {}, expected {}", file.path(), e.name, shape_str(t.shape()),
+           shape_str(e.shape));
+    e.var->value.copy_from(t.dtype() == DType::F32 ? t : t.to(DType::F32));
+  }
+  for (const SafetensorInfo& info : file.tensors()) {
+    const bool lora_key_like = info.name.find(".lora_A.") != std::string::npos ||
+                               info.name.find(".lora_B.") != std::string::npos;
+    if (lora_key_like && !params.contains(info.name))
+      fail(
+          "{}: tensor {} targets a module this model does not have (or the config does not target)",
+          file.path(), info.name);
+  }
+  lora.mark_loaded();
 }
 
 void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign) {

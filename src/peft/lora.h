@@ -81,6 +81,16 @@ class LoraMethod final : public ModelHooks {
   Rng* dropout_rng_ = nullptr;
 };
 
+// The adapter folder Hugging Face PEFT reads: adapter_config.json (sorted keys, indent 2) and
+// adapter_model.safetensors with PEFT's key names, both written atomically.
+void save_lora_adapter(const std::string& dir, const LoraMethod& lora, const ParamStore& params);
+// Reads dir/adapter_config.json (only the config).
+LoraConfig read_lora_config(const std::string& dir);
+// Loads dir/adapter_model.safetensors into the parameters `lora` declared: every declared tensor
+// must be present with its declared shape (an error names the key, expected and found shape), and
+// the file may hold no LoRA tensor for a module this model lacks.
+void load_lora_weights(const std::string& dir, LoraMethod& lora, ParamStore& params);
+
 // W [out, in] (f32, or 16-bit: computed in f32 then rounded) += sign · s · B·A.
 void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign = 1.0f);
 

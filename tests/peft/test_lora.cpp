@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "autograd/params.h"
+#include "io/files.h"
+#include "io/safetensors.h"
 #include "ops/linear.h"
 #include "peft/lora.h"
 #include "testing.h"
@@ -136,6 +141,51 @@ TEST(Lora, MergedWeightGivesTheAdapterOutputAndUnmergeRestores) {
   Var folded16 = linear(constant(x), constant(w16));
   EXPECT_TRUE(testing::all_close(testing::to_vec(folded16->value), testing::to_vec(with->value),
                                  0.05, 0.02));
+}
+
+TEST(Lora, AdapterFolderRoundTripIsBitIdentical) {
+  const std::string dir = ::testing::TempDir() + "/lora_round_trip";
+  std::filesystem::create_directories(dir);
+  auto sites = decoder_sites(2);
+  LoraConfig c = config_from(
+      R"({"peft_type": "LORA", "r": 4, "lora_alpha": 16, "target_modules": ["q_proj", "down_proj"]})");
+  ParamStore saved_params;
+  LoraMethod saved(c, sites, {}, saved_params);
+  saved_params.allocate();
+  Rng rng(5);
+  saved.initialize(rng);
+  fill_normal(saved_params.get(lora_key(sites[0].module, 'B'))->value, rng, 0, 1);
+  save_lora_adapter(dir, saved, saved_params);
+
+  nlohmann::json config = read_json_file(dir + "/adapter_config.json");
+  EXPECT_EQ(config["peft_type"], "LORA");
+  EXPECT_EQ(config["target_modules"], (nlohmann::json{"q_proj", "down_proj"}));
+  SafetensorsFile file(dir + "/adapter_model.safetensors");
+  EXPECT_EQ(file.metadata().at("format"), "pt");
+  EXPECT_TRUE(file.contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+  EXPECT_EQ(file.info("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight").shape,
+            (Shape{24, 4}));
+
+  ParamStore loaded_params;
+  LoraMethod loaded(read_lora_config(dir), sites, {}, loaded_params);
+  loaded_params.allocate();
+  load_lora_weights(dir, loaded, loaded_params);
+  EXPECT_EQ(loaded_params.values().to_vector(), saved_params.values().to_vector());
+
+  // A config that declares a different rank than the file holds: one error naming the tensor.
+  ParamStore wrong_params;
+  LoraConfig wrong = c;
+  wrong.r = 2;
+  LoraMethod wrong_rank(wrong, sites, {}, wrong_params);
+  wrong_params.allocate();
+  try {
+    load_lora_weights(dir, wrong_rank, wrong_params);
+    FAIL() << "loaded a rank-4 adapter into rank 2";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has shape [4, 16], expected [2, 16]"), std::string::npos)
+        << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

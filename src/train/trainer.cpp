@@ -1,0 +1,249 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "io/files.h"
+#include "io/safetensors.h"
+#include "train/plot.h"
+
+namespace peft {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+  const long s = long(seconds + 0.5);
+  if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
+  return fmt::format("{:02}:{:02}", s / 60, s % 60);
+}
+
+}  // namespace
+
+double clip_grad_norm(Tensor& grads, float max_norm) {
+  const float* g = grads.data<float>();
+  const int64_t n = grads.numel();
+  double sq = 0;
+#pragma omp parallel for reduction(+ : sq) schedule(static)
+  for (int64_t i = 0; i < n; ++i) sq += double(g[i]) * g[i];
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && norm > max_norm) {
+    const float factor = float(max_norm / (norm + 1e-6));
+    float* w = grads.data<float>();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) w[i] *= factor;
+  }
+  return norm;
+}
+
+Trainer::Trainer(ParamStore& params, const BatchBuilder& train_data, const BatchBuilder* eval_data,
+                 LossFunction loss, SaveAdapter save_adapter, TrainerOptions options)
+    : params_(params),
+      train_(train_data),
+      eval_(eval_data),
+      loss_(std::move(loss)),
+      save_adapter_(std::move(save_adapter)),
+      options_(std::move(options)),
+      optimizer_(params, options_.adamw) {
+  if (train_.num_examples() == 0) fail("the training data holds no usable example");
+  PEFT_CHECK(options_.grad_accum >= 1, "grad_accum {}", options_.grad_accum);
+  const int64_t batches = int64_t(train_.plan_epoch(options_.seed, 0).batches.size());
+  steps_per_epoch_ = (batches + options_.grad_accum - 1) / options_.grad_accum;
+  total_steps_ = options_.max_steps > 0 ? options_.max_steps : options_.epochs * steps_per_epoch_;
+  if (total_steps_ <= 0)
+    fail("nothing to train: {} epochs, max_steps {}", options_.epochs, options_.max_steps);
+}
+
+double Trainer::evaluate(const BatchBuilder& data) const {
+  NoGradGuard no_grad;
+  double sum = 0;
+  int64_t tokens = 0;
+  const EpochPlan plan = data.plan_epoch(0, 0);
+  for (const auto& indices : plan.batches) {
+    Batch b = data.make_batch(indices);
+    if (b.target_tokens == 0) continue;
+    sum += double(loss_(b, 1.0f)->value.data<float>()[0]);
+    tokens += b.target_tokens;
+  }
+  return tokens ? sum / double(tokens) : 0.0;
+}
+
+void Trainer::append_metrics(const std::string& line) const {
+  if (options_.out_dir.empty()) return;
+  const std::string path = join_path(options_.out_dir, "metrics.jsonl");
+  std::FILE* f = std::fopen(path.c_str(), "a");
+  if (!f) fail("{}: cannot open for appending", path);
+  std::fprintf(f, "%s\n", line.c_str());
+  std::fclose(f);  // closed per line so an interrupted run keeps every line logged so far
+}
+
+void Trainer::write_plot() const {
+  if (options_.out_dir.empty()) return;
+  std::vector<PlotSeries> series{{"train", "#1f77b4", train_curve_}};
+  if (!eval_curve_.empty()) series.push_back({"eval", "#d62728", eval_curve_});
+  write_file_atomic(join_path(options_.out_dir, "loss.svg"),
+                    render_loss_svg(series, "training loss"));
+}
+
+void Trainer::save_checkpoint(int64_t step) const {
+  namespace fs = std::filesystem;
+  const std::string final_dir = join_path(options_.out_dir, fmt::format("checkpoint-{}", step));
+  const std::string temp_dir = final_dir + ".partial";
+  fs::remove_all(temp_dir);
+  fs::create_directories(temp_dir);
+  save_adapter_(temp_dir);
+  save_safetensors(join_path(temp_dir, "trainer_state.safetensors"),
+                   {{"params", params_.values()},
+                    {"adamw_m", const_cast<AdamW&>(optimizer_).m()},
+                    {"adamw_v", const_cast<AdamW&>(optimizer_).v()}});
+  nlohmann::json state{{"step", step_},
+                       {"epoch", epoch_},
+                       {"cursor", cursor_},
+                       {"adamw_steps", optimizer_.steps()},
+                       {"seed", options_.seed},
+                       {"total_steps", total_steps_},
+                       {"param_names", nlohmann::json::array()}};
+  for (const auto& e : params_.entries()) state["param_names"].push_back(e.name);
+  nlohmann::json rngs = nlohmann::json::array();
+  for (const Rng* r : tracked_rngs_) rngs.push_back(r->position());
+  state["rng_positions"] = rngs;
+  state["train_curve"] = train_curve_;
+  state["eval_curve"] = eval_curve_;
+  write_json_atomic(join_path(temp_dir, "trainer_state.json"), state);
+  // The folder appears under its final name only when complete.
+  fs::remove_all(final_dir);
+  fs::rename(temp_dir, final_dir);
+}
+
+void Trainer::resume_from(const std::string& dir) {
+  const std::string state_path = join_path(dir, "trainer_state.json");
+  if (!file_exists(state_path)) fail("{}: not a checkpoint folder (no trainer_state.json)", dir);
+  const nlohmann::json state = read_json_file(state_path);
+  try {
+    std::vector<std::string> names = state.at("param_names").get<std::vector<std::string>>();
+    std::vector<std::string> ours;
+    for (const auto& e : params_.entries()) ours.push_back(e.name);
+    if (names != ours)
+      fail(
+          "{}: the checkpoint's trainable parameters differ from this run's (another method or "
+          "configuration?)",
+          state_path);
+    if (state.at("seed").get<uint64_t>() != options_.seed)
+      fail("{}: checkpoint was trained with --seed {}, this run uses {}", state_path,
+           state.at("seed").get<uint64_t>(), options_.seed);
+    SafetensorsFile file(join_path(dir, "trainer_state.safetensors"));
+    params_.values().copy_from(file.get("params"));
+    optimizer_.m().copy_from(file.get("adamw_m"));
+    optimizer_.v().copy_from(file.get("adamw_v"));
+    optimizer_.set_steps(state.at("adamw_steps").get<int64_t>());
+    step_ = state.at("step").get<int64_t>();
+    epoch_ = state.at("epoch").get<int64_t>();
+    cursor_ = state.at("cursor").get<int64_t>();
+    const auto positions = state.at("rng_positions").get<std::vector<uint64_t>>();
+    if (positions.size() != tracked_rngs_.size())
+      fail("{}: RNG state does not match this run", state_path);
+    for (size_t i = 0; i < positions.size(); ++i) tracked_rngs_[i]->set_position(positions[i]);
+    train_curve_ = state.at("train_curve").get<std::vector<std::pair<double, double>>>();
+    eval_curve_ = state.at("eval_curve").get<std::vector<std::pair<double, double>>>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: malformed trainer state: {}", state_path, e.what());
+  }
+}
+
+TrainResult Trainer::train() {
+  TrainResult result;
+  const auto start = Clock::now();
+  int64_t tokens_seen = 0;
+  EpochPlan plan = train_.plan_epoch(options_.seed, epoch_);
+  const int64_t resumed_at = step_;
+  double last_loss = 0;
+  while (step_ < total_steps_) {
+    std::vector<Batch> micro;
+    while (int64_t(micro.size()) < options_.grad_accum) {
+      if (cursor_ >= int64_t(plan.batches.size())) {
+        if (!micro.empty()) break;  // the epoch's last, shorter accumulation
+        ++epoch_;
+        cursor_ = 0;
+        plan = train_.plan_epoch(options_.seed, epoch_);
+        continue;
+      }
+      micro.push_back(train_.make_batch(plan.batches[size_t(cursor_++)]));
+    }
+    int64_t target_tokens = 0, real_tokens = 0;
+    for (const Batch& b : micro) target_tokens += b.target_tokens, real_tokens += b.real_tokens;
+    params_.zero_grad();
+    double step_loss = 0;
+    if (target_tokens > 0) {
+      for (const Batch& b : micro) {
+        Tape tape;
+        Var loss = loss_(b, float(target_tokens));
+        step_loss += double(loss->value.data<float>()[0]);
+        if (loss->requires_grad) tape.backward(loss);
+      }
+    }
+    const int64_t step_number = step_ + 1;
+    if (!std::isfinite(step_loss))
+      fail("step {}: the loss is {}; training stopped (checkpoints written so far are intact)",
+           step_number, step_loss);
+    const double grad_norm = clip_grad_norm(params_.grads(), options_.clip_grad);
+    if (!std::isfinite(grad_norm))
+      fail(
+          "step {}: the gradient norm is {}; training stopped (checkpoints written so far are "
+          "intact)",
+          step_number, grad_norm);
+    const float lr = learning_rate_at(options_.schedule, options_.lr, step_, options_.warmup_steps,
+                                      total_steps_);
+    optimizer_.step(lr);
+    step_ = step_number;
+    tokens_seen += real_tokens;
+    last_loss = step_loss;
+    train_curve_.emplace_back(double(step_), step_loss);
+
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const double tokens_per_s = elapsed > 0 ? double(tokens_seen) / elapsed : 0;
+    nlohmann::json line{
+        {"step", step_},          {"epoch", double(step_) / double(steps_per_epoch_)},
+        {"loss", step_loss},      {"lr", lr},
+        {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s}};
+    const bool last = step_ == total_steps_;
+    if (eval_ && ((options_.eval_every > 0 && step_ % options_.eval_every == 0) || last)) {
+      const double e = evaluate(*eval_);
+      line["eval_loss"] = e;
+      eval_curve_.emplace_back(double(step_), e);
+      result.eval_loss = e;
+    }
+    if (options_.log_every > 0 &&
+        (step_ % options_.log_every == 0 || last || line.contains("eval_loss"))) {
+      append_metrics(line.dump());
+    }
+    // The plot is redrawn at evaluations, checkpoints and the end (an atomic write each).
+    if (last || line.contains("eval_loss") ||
+        (options_.save_every > 0 && step_ % options_.save_every == 0))
+      write_plot();
+    if (options_.progress) {
+      const int width = 24;
+      const int filled = int(double(width) * double(step_) / double(total_steps_));
+      const double eta = elapsed / double(step_ - resumed_at) * double(total_steps_ - step_);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s ",
+                   std::string(size_t(filled), '=').c_str(),
+                   std::string(size_t(width - filled), ' ').c_str(), (long long)step_,
+                   (long long)total_steps_, step_loss, lr, tokens_per_s,
+                   format_duration(eta).c_str());
+      if (last) std::fprintf(stderr, "\n");
+    }
+    if (options_.save_every > 0 && step_ % options_.save_every == 0 && !options_.out_dir.empty())
+      save_checkpoint(step_);
+  }
+  result.steps = step_;
+  result.final_loss = last_loss;
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  result.tokens_per_s = result.seconds > 0 ? double(tokens_seen) / result.seconds : 0;
+  return result;
+}
+
+}  // namespace peft

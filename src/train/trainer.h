@@ -1,0 +1,91 @@
+// The training loop, independent of model and method: it sees batches, a loss function, and the
+// trainable parameters (STYLE.md: the trainer sees only a loss and the trainable parameters).
+//   step loss = Σ_microbatches Σ_tokens nll / Σ_microbatches target tokens  (token-weighted mean
+//   over the whole accumulated batch; metrics.jsonl's loss at step k is the loss whose gradient
+//   step k applies)
+// AdamW with warmup + schedule, clipping by global norm, periodic evaluation, metrics.jsonl,
+// loss.svg, atomic checkpoints (checkpoint-STEP/) and exact resume.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "autograd/params.h"
+#include "train/adamw.h"
+#include "train/batch.h"
+#include "train/schedule.h"
+
+namespace peft {
+
+struct TrainerOptions {
+  int64_t epochs = 1;
+  int64_t max_steps = 0;  // > 0 overrides epochs
+  int64_t grad_accum = 1;
+  float lr = 1e-4f;
+  int64_t warmup_steps = 0;
+  Schedule schedule = Schedule::Linear;
+  AdamWConfig adamw;
+  float clip_grad = 1.0f;  // 0 disables
+  uint64_t seed = 0;
+  int64_t eval_every = 0;  // 0: evaluate at the end only (when eval data is given)
+  int64_t save_every = 0;
+  int64_t log_every = 1;
+  std::string out_dir;
+  bool progress = false;  // progress bar on stderr
+};
+
+// Sum of token NLLs of a batch divided by `normaliser`, recorded on the active tape when training.
+using LossFunction = std::function<Var(const Batch& batch, float normaliser)>;
+// Writes the method's adapter folder (and anything else the method needs to resume) into a dir.
+using SaveAdapter = std::function<void(const std::string& dir)>;
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_loss = 0;
+  std::optional<double> eval_loss;
+  double tokens_per_s = 0;
+  double seconds = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(ParamStore& params, const BatchBuilder& train_data, const BatchBuilder* eval_data,
+          LossFunction loss, SaveAdapter save_adapter, TrainerOptions options);
+  // Continues from a checkpoint folder written by this trainer (parameters, AdamW moments, step,
+  // data position and RNG state).
+  void resume_from(const std::string& checkpoint_dir);
+  // Extra state (e.g. a dropout Rng) saved with checkpoints: position getter and setter.
+  void track_rng(Rng* rng) { tracked_rngs_.push_back(rng); }
+  TrainResult train();
+  // Token-weighted mean NLL over a whole data set, without recording.
+  double evaluate(const BatchBuilder& data) const;
+  int64_t total_steps() const { return total_steps_; }
+
+ private:
+  void save_checkpoint(int64_t step) const;
+  void append_metrics(const std::string& line) const;
+  void write_plot() const;
+
+  ParamStore& params_;
+  const BatchBuilder& train_;
+  const BatchBuilder* eval_;
+  LossFunction loss_;
+  SaveAdapter save_adapter_;
+  TrainerOptions options_;
+  AdamW optimizer_;
+  std::vector<Rng*> tracked_rngs_;
+  int64_t total_steps_ = 0;
+  int64_t steps_per_epoch_ = 0;
+  // Position: `step_` optimizer steps done; the next micro-batch is batch `cursor_` of epoch
+  // `epoch_`.
+  int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  std::vector<std::pair<double, double>> train_curve_, eval_curve_;
+};
+
+// L2 norm over all gradients, and in-place scaling to `max_norm` when above it (as
+// torch.nn.utils.clip_grad_norm_: factor max_norm / (norm + 1e-6)). Returns the norm before.
+double clip_grad_norm(Tensor& grads, float max_norm);
+
+}  // namespace peft
