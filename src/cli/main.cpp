@@ -1,11 +1,13 @@
 // peft: the command-line front end. Exit status: 0 success, 1 the work failed, 2 bad usage.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
 
 #include "cli/command.h"
+#include "cli/setup.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -16,7 +18,9 @@ std::vector<Command>& command_registry() {
   return registry;
 }
 
-bool stderr_is_terminal() { return isatty(STDERR_FILENO) != 0; }
+bool stderr_is_terminal() {
+  return isatty(STDERR_FILENO) != 0;
+}
 
 }  // namespace peft::cli
 
@@ -33,7 +37,22 @@ int main(int argc, char** argv) {
     runners.emplace_back(sub, c.setup(*sub));
   }
   try {
-    app.parse(argc, argv);
+    // A run config (--config RUN.yaml) supplies the flags the command line leaves out.
+    std::vector<std::string> args(argv + 1, argv + argc);
+    auto config = std::find(args.begin(), args.end(), "--config");
+    if (!args.empty() && config != args.end() && config + 1 != args.end()) {
+      for (auto& [sub, run] : runners)
+        if (sub->get_name() == args[0]) {
+          try {
+            append_yaml_config(*(config + 1), *sub, args);
+          } catch (const peft::Error& e) {
+            std::fprintf(stderr, "peft: error: %s\n", e.what());
+            return 2;
+          }
+        }
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "peft: error: %s\n", e.what());

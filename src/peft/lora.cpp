@@ -169,6 +169,10 @@ static std::string bias_key(const std::string& module) {
 LoraMethod::LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
                        const std::vector<std::string>& default_targets, ParamStore& params)
     : config_(std::move(config)), params_(params) {
+  if (!config_.targets_given) {  // PEFT writes the resolved default targets into the config
+    config_.target_list = default_targets;
+    config_.targets_given = true;
+  }
   for (const LinearSite& site : sites) {
     const bool targeted = lora_targets(config_, site, default_targets);
     if (targeted) {

@@ -5,24 +5,14 @@
 
 namespace peft {
 
-Example example_from_labels(std::vector<int32_t> input_ids, const std::vector<int32_t>& labels) {
-  PEFT_CHECK(labels.size() == input_ids.size(), "labels {} vs input_ids {}", labels.size(),
-             input_ids.size());
-  Example e;
-  e.targets.assign(input_ids.size(), kIgnoreIndex);
-  for (size_t t = 0; t + 1 < input_ids.size(); ++t) e.targets[t] = labels[t + 1];
-  e.input_ids = std::move(input_ids);
-  return e;
-}
-
 BatchBuilder::BatchBuilder(std::vector<Example> examples, BatchingOptions options)
     : options_(options) {
   PEFT_CHECK(options_.batch_size >= 1, "batch size {}", options_.batch_size);
   for (Example& e : examples) {
     if (options_.max_len > 0 && int64_t(e.input_ids.size()) > options_.max_len) {
       e.input_ids.resize(size_t(options_.max_len));
-      e.targets.resize(size_t(options_.max_len));
-      e.targets.back() = kIgnoreIndex;  // its target was cut off
+      e.labels.resize(size_t(options_.max_len));
+      if (!e.token_type_ids.empty()) e.token_type_ids.resize(size_t(options_.max_len));
       ++truncated_;
     }
   }
@@ -47,10 +37,14 @@ BatchBuilder::BatchBuilder(std::vector<Example> examples, BatchingOptions option
     next_segment = 0;
   };
   for (const Example& e : examples) {
+    PEFT_CHECK(e.labels.size() == e.input_ids.size(), "labels {} vs input_ids {}", e.labels.size(),
+               e.input_ids.size());
     if (int64_t(row.input_ids.size() + e.input_ids.size()) > options_.max_len) flush();
     if (row.input_ids.empty()) row.source_line = e.source_line;
     row.input_ids.insert(row.input_ids.end(), e.input_ids.begin(), e.input_ids.end());
-    row.targets.insert(row.targets.end(), e.targets.begin(), e.targets.end());
+    const size_t first = row.labels.size();
+    row.labels.insert(row.labels.end(), e.labels.begin(), e.labels.end());
+    row.labels[first] = kIgnoreIndex;  // nothing before it in its record predicts it
     seg.insert(seg.end(), e.input_ids.size(), next_segment++);
   }
   flush();
@@ -93,12 +87,15 @@ Batch BatchBuilder::make_batch(const std::vector<size_t>& indices) const {
   b.batch = int64_t(indices.size());
   for (size_t i : indices) b.seq = std::max(b.seq, int64_t(examples_[i].input_ids.size()));
   b.input_ids = Tensor::zeros({b.batch, b.seq}, DType::I32);
-  b.targets = Tensor::zeros({b.batch, b.seq}, DType::I32);
+  b.labels = Tensor::zeros({b.batch, b.seq}, DType::I32);
+  bool types = false;
+  for (size_t i : indices) types = types || !examples_[i].token_type_ids.empty();
+  if (types) b.token_type_ids = Tensor::zeros({b.batch, b.seq}, DType::I32);
   b.attention_mask = Tensor::zeros({b.batch, b.seq}, DType::I32);
   b.positions = Tensor::zeros({b.batch, b.seq}, DType::I32);
   if (options_.packing) b.segment_ids = Tensor::zeros({b.batch, b.seq}, DType::I32);
   int32_t* ids = b.input_ids.data<int32_t>();
-  int32_t* tg = b.targets.data<int32_t>();
+  int32_t* lb = b.labels.data<int32_t>();
   int32_t* mask = b.attention_mask.data<int32_t>();
   int32_t* pos = b.positions.data<int32_t>();
   for (int64_t r = 0; r < b.batch; ++r) {
@@ -109,7 +106,9 @@ Batch BatchBuilder::make_batch(const std::vector<size_t>& indices) const {
       const int64_t k = r * b.seq + t;
       if (t < len) {
         ids[k] = e.input_ids[size_t(t)];
-        tg[k] = e.targets[size_t(t)];
+        lb[k] = e.labels[size_t(t)];
+        if (types && !e.token_type_ids.empty())
+          b.token_type_ids.data<int32_t>()[k] = e.token_type_ids[size_t(t)];
         mask[k] = 1;
         if (options_.packing) {
           const int32_t s = segments_[indices[size_t(r)]][size_t(t)];
@@ -118,10 +117,11 @@ Batch BatchBuilder::make_batch(const std::vector<size_t>& indices) const {
         }
         pos[k] = position++;
         b.real_tokens += 1;
-        b.target_tokens += tg[k] != kIgnoreIndex;
+        // A decoder scores labels[t] from position t − 1: the first token is never scored.
+        b.target_tokens += lb[k] != kIgnoreIndex && (!options_.shifted || t > 0);
       } else {
         ids[k] = options_.pad_id;
-        tg[k] = kIgnoreIndex;
+        lb[k] = kIgnoreIndex;
         pos[k] = 0;
         if (options_.packing) b.segment_ids.data<int32_t>()[k] = -1;
       }

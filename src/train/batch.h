@@ -1,7 +1,7 @@
-// Tokenised examples and the batches built from them.
-// An Example holds token ids and the *shifted* targets: targets[t] is the token that position t
-// must predict (labels[t + 1] in Hugging Face's convention), −100 where no loss is taken. Shifting
-// per example before batching means padding and packing never create a target across records.
+// Tokenised examples and the batches built from them. Labels follow Hugging Face: aligned with
+// input_ids, −100 where no loss is taken; a decoder's loss predicts labels[t + 1] from position t
+// (the model shifts), a masked LM scores labels[t] at t. Packing sets the label of every record's
+// first token to −100, so no position is ever asked to predict across a record boundary.
 #pragma once
 
 #include <cstdint>
@@ -16,21 +16,20 @@ constexpr int32_t kIgnoreIndex = -100;
 
 struct Example {
   std::vector<int32_t> input_ids;
-  std::vector<int32_t> targets;  // same length as input_ids
-  int64_t source_line = 0;       // 1-based record number in the data file (for messages)
+  std::vector<int32_t> labels;          // same length as input_ids
+  std::vector<int32_t> token_type_ids;  // optional (BERT); empty = all 0
+  int64_t source_line = 0;              // 1-based record number in the data file (for messages)
 };
-
-// From HF-style labels aligned with input_ids: targets[t] = labels[t + 1], last = −100.
-Example example_from_labels(std::vector<int32_t> input_ids, const std::vector<int32_t>& labels);
 
 struct Batch {
   int64_t batch = 0, seq = 0;
   Tensor input_ids;           // i32 [B, T]; padding holds pad_id
-  Tensor targets;             // i32 [B, T]; −100 on padding and masked positions
+  Tensor labels;              // i32 [B, T]; −100 on padding and unscored positions
+  Tensor token_type_ids;      // i32 [B, T] (BERT) or undefined
   Tensor attention_mask;      // i32 [B, T]; 1 for real tokens
   Tensor positions;           // i32 [B, T]; restart at 0 for every packed record
   Tensor segment_ids;         // i32 [B, T]; record index within the row (packing), else undefined
-  int64_t target_tokens = 0;  // number of targets ≠ −100
+  int64_t target_tokens = 0;  // number of scored tokens (after the objective's shift)
   int64_t real_tokens = 0;    // number of non-padding tokens
 };
 
@@ -41,6 +40,7 @@ struct BatchingOptions {
   bool shuffle = true;
   bool bucket_by_length = true;  // sort within windows of batches to limit padding
   int32_t pad_id = 0;
+  bool shifted = true;  // decoders: position t predicts labels[t + 1]; masked LM: false
 };
 
 // Truncates to max_len (counting the truncated examples) and returns the batches of one epoch,

@@ -14,7 +14,7 @@ std::vector<Example> examples(std::vector<int> lengths) {
   for (int len : lengths) {
     std::vector<int32_t> ids;
     for (int i = 0; i < len; ++i) ids.push_back(next++);
-    out.push_back(example_from_labels(ids, ids));
+    out.push_back(Example{ids, ids});
   }
   return out;
 }
@@ -24,24 +24,26 @@ std::vector<int32_t> row(const Tensor& t, int64_t r) {
   return {p, p + t.dim(1)};
 }
 
-TEST(Batch, TargetsAreShiftedAndPaddingIsIgnored) {
+TEST(Batch, PaddingIsUnscoredAndDecodersNeverScoreTheFirstToken) {
   BatchBuilder builder(examples({3, 1}), {.batch_size = 2, .shuffle = false, .pad_id = 99});
   Batch b = builder.make_batch({0, 1});
   EXPECT_EQ(b.seq, 3);
   EXPECT_EQ(row(b.input_ids, 0), (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_EQ(row(b.targets, 0), (std::vector<int32_t>{2, 3, -100}));
+  EXPECT_EQ(row(b.labels, 0), (std::vector<int32_t>{1, 2, 3}));
   EXPECT_EQ(row(b.input_ids, 1), (std::vector<int32_t>{4, 99, 99}));
-  EXPECT_EQ(row(b.targets, 1), (std::vector<int32_t>{-100, -100, -100}));
+  EXPECT_EQ(row(b.labels, 1), (std::vector<int32_t>{4, -100, -100}));
   EXPECT_EQ(row(b.attention_mask, 1), (std::vector<int32_t>{1, 0, 0}));
-  EXPECT_EQ(b.target_tokens, 2);
+  EXPECT_EQ(b.target_tokens, 2);  // tokens 2 and 3; nothing predicts a row's first token
   EXPECT_EQ(b.real_tokens, 4);
+  BatchBuilder masked_lm(examples({3, 1}), {.batch_size = 2, .shuffle = false, .shifted = false});
+  EXPECT_EQ(masked_lm.make_batch({0, 1}).target_tokens, 4);
 }
 
-TEST(Batch, TruncationIsCountedAndCutsTheLastTarget) {
+TEST(Batch, TruncationIsCounted) {
   BatchBuilder builder(examples({5, 2}), {.batch_size = 1, .max_len = 3, .shuffle = false});
   EXPECT_EQ(builder.truncated(), 1);
   Batch b = builder.make_batch({0});
-  EXPECT_EQ(row(b.targets, 0), (std::vector<int32_t>{2, 3, -100}));
+  EXPECT_EQ(row(b.labels, 0), (std::vector<int32_t>{1, 2, 3}));
 }
 
 TEST(Batch, PackingNeverCrossesRecords) {
@@ -50,7 +52,7 @@ TEST(Batch, PackingNeverCrossesRecords) {
   ASSERT_EQ(builder.num_examples(), 2u);  // [2 + 3], [4]
   Batch b = builder.make_batch({0, 1});   // rows pad to the longest row, not to max_len
   EXPECT_EQ(row(b.input_ids, 0), (std::vector<int32_t>{1, 2, 3, 4, 5}));
-  EXPECT_EQ(row(b.targets, 0), (std::vector<int32_t>{2, -100, 4, 5, -100}));
+  EXPECT_EQ(row(b.labels, 0), (std::vector<int32_t>{-100, 2, -100, 4, 5}));
   EXPECT_EQ(row(b.positions, 0), (std::vector<int32_t>{0, 1, 0, 1, 2}));
   EXPECT_EQ(row(b.segment_ids, 0), (std::vector<int32_t>{0, 0, 1, 1, 1}));
   EXPECT_EQ(row(b.segment_ids, 1), (std::vector<int32_t>{0, 0, 0, 0, -1}));

@@ -16,6 +16,17 @@ namespace fs = std::filesystem;
 
 constexpr int64_t kVocab = 11, kDim = 8;
 
+// Position t predicts labels[t + 1] (the decoder convention).
+Tensor shift_left(const Tensor& labels) {
+  Tensor t = Tensor::zeros(labels.shape(), DType::I32);
+  const int64_t rows = labels.dim(0), cols = labels.dim(1);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      t.data<int32_t>()[r * cols + c] =
+          c + 1 < cols ? labels.data<int32_t>()[r * cols + c + 1] : kIgnoreIndex;
+  return t;
+}
+
 // A bigram language model: logits of token t = W · E[t]. The toy task: next = (t + 3) mod V.
 struct Bigram {
   ParamStore params;
@@ -32,7 +43,7 @@ struct Bigram {
       Var h = embedding(params.get("E"), b.input_ids);
       CrossEntropyOptions o;
       o.normaliser = normaliser;
-      Var l = cross_entropy(h, params.get("W"), b.targets, o);
+      Var l = cross_entropy(h, params.get("W"), shift_left(b.labels), o);
       if (poison_after >= 0 && params.get("E")->value.data<float>()[0] != poison_after) {
         // Simulates a diverged model once the parameters moved away from the start.
         l->value.data<float>()[0] = NAN;
@@ -48,7 +59,7 @@ std::vector<Example> sequences(int count, int len) {
     std::vector<int32_t> ids;
     int32_t t = i % kVocab;
     for (int k = 0; k < len - (i % 3); ++k, t = (t + 3) % kVocab) ids.push_back(t);
-    out.push_back(example_from_labels(ids, ids));
+    out.push_back(Example{ids, ids});
   }
   return out;
 }

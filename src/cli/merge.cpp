@@ -1,0 +1,94 @@
+// peft merge: folds a LoRA adapter into the base weights (W += s·B·A, computed in f32) and writes
+// a plain Hugging Face model folder that transformers loads unchanged.
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "cli/setup.h"
+#include "io/files.h"
+#include "io/safetensors.h"
+
+namespace peft::cli {
+namespace {
+
+struct MergeArgs {
+  std::string model, adapter, out, dtype;
+  bool json = false, overwrite = false;
+};
+
+int run_merge(const MergeArgs& a) {
+  namespace fs = std::filesystem;
+  if (fs::exists(a.out) && !fs::is_empty(a.out) && !a.overwrite)
+    fail("--out {}: folder is not empty (use --overwrite to replace it)", a.out);
+  LoadedModel loaded = load_model_folder(a.model, "");
+  Model& model = *loaded.model;
+  std::unique_ptr<AttachedLora> lora = attach_lora_folder(model, a.adapter);
+  const std::string base_dtype = model.config().torch_dtype == "bfloat16" ? "bf16" : "f32";
+  const DType out_dtype = dtype_from_name(a.dtype.empty() ? base_dtype : a.dtype);
+
+  std::map<std::string, const LoraBranch*> branches;  // weight name -> branch
+  std::map<std::string, Var> biases;                  // bias name -> trained bias
+  for (const LinearSite& site : model.linear_sites()) {
+    if (const LoraBranch* b = lora->lora->linear_branch(site))
+      branches[site.module + ".weight"] = b;
+    auto it = model.weights().find(site.module + ".bias");
+    if (it != model.weights().end()) {
+      Var trained = lora->lora->linear_bias(site, it->second);
+      if (trained != it->second) biases[site.module + ".bias"] = trained;
+    }
+  }
+  std::vector<TensorToWrite> tensors;
+  for (const auto& [name, var] : model.weights()) {
+    // Every tensor in the output dtype, as transformers' save_pretrained does.
+    const Tensor stored = var->value;
+    tensors.push_back({name, out_dtype, stored.shape(), [&, name = name, stored]() {
+                         Tensor w = stored.to(DType::F32);
+                         if (auto b = branches.find(name); b != branches.end())
+                           lora_merge(w, b->second->A->value, b->second->B->value,
+                                      b->second->scale);
+                         if (auto b = biases.find(name); b != biases.end())
+                           w.copy_from(b->second->value);
+                         return out_dtype == DType::F32 ? w : w.to(out_dtype);
+                       }});
+  }
+  fs::create_directories(a.out);
+  write_safetensors(join_path(a.out, "model.safetensors"), tensors);
+  nlohmann::json config = hf_config_to_json(model.config());
+  config["torch_dtype"] = out_dtype == DType::BF16 ? "bfloat16" : "float32";
+  write_json_atomic(join_path(a.out, "config.json"), config);
+  for (const char* f :
+       {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+        "vocab.txt", "special_tokens_map.json", "generation_config.json"})
+    if (file_exists(join_path(a.model, f)))
+      write_file_atomic(join_path(a.out, f), read_text_file(join_path(a.model, f)));
+  if (a.json) {
+    nlohmann::ordered_json out{
+        {"out", a.out}, {"merged_modules", branches.size()}, {"dtype", dtype_name(out_dtype)}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::fprintf(stderr, "merged %zu LoRA modules into %s (%s)\n", branches.size(), a.out.c_str(),
+                 dtype_name(out_dtype));
+  }
+  return 0;
+}
+
+Runner setup_merge(CLI::App& app) {
+  auto a = std::make_shared<MergeArgs>();
+  app.add_option("--model", a->model, "base model folder")->required();
+  app.add_option("--adapter", a->adapter, "LoRA adapter folder")->required();
+  app.add_option("--out", a->out, "output model folder")->required();
+  app.add_option("--dtype", a->dtype,
+                 "stored dtype of the output: f32 or bf16 (default: the base's)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out");
+  app.add_flag("--json", a->json, "print one JSON object");
+  return [a]() { return run_merge(*a); };
+}
+
+PEFT_COMMAND("merge", "fold a LoRA adapter into the base weights (a plain HF model folder)",
+             setup_merge);
+
+}  // namespace
+}  // namespace peft::cli

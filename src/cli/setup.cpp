@@ -1,0 +1,86 @@
+#include "cli/setup.h"
+
+#include <sys/resource.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+
+#include "io/files.h"
+#include "models/registry.h"
+
+namespace peft::cli {
+
+LoadedModel load_model_folder(const std::string& dir, const std::string& base_dtype) {
+  LoadedModel m;
+  LoadOptions opts;
+  if (!base_dtype.empty()) opts.base_dtype = dtype_from_name(base_dtype);
+  m.model = load_model(dir, opts);
+  const bool has_tokenizer =
+      file_exists(join_path(dir, "tokenizer.json")) || file_exists(join_path(dir, "vocab.json")) ||
+      file_exists(join_path(dir, "tokenizer.model")) || file_exists(join_path(dir, "vocab.txt"));
+  if (has_tokenizer) m.tokenizer = load_tokenizer(dir);
+  return m;
+}
+
+std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir) {
+  if (!directory_exists(adapter_dir)) fail("{}: adapter folder not found", adapter_dir);
+  auto a = std::make_unique<AttachedLora>();
+  a->lora = std::make_unique<LoraMethod>(read_lora_config(adapter_dir), model.linear_sites(),
+                                         model.arch().default_lora_targets, a->params);
+  a->params.allocate();
+  load_lora_weights(adapter_dir, *a->lora, a->params);
+  return a;
+}
+
+double peak_rss_mb() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+void append_yaml_config(const std::string& path, const CLI::App& app,
+                        std::vector<std::string>& args) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    fail("{}: cannot read the run config", path);
+  } catch (const YAML::Exception& e) {
+    fail("{}: invalid YAML: {}", path, e.what());
+  }
+  if (!root.IsMap()) fail("{}: a run config must be a map of flag names to values", path);
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    const std::string flag = "--" + key;
+    if (key == "config") fail("{}: \"config\" cannot be set from a run config", path);
+    const CLI::Option* opt = nullptr;
+    try {
+      opt = app.get_option(flag);
+    } catch (const CLI::OptionNotFound&) {
+      fail("{}: unknown setting \"{}\" (every key must be a flag of this command)", path, key);
+    }
+    if (std::find(args.begin(), args.end(), flag) != args.end()) continue;  // the command line wins
+    const YAML::Node& v = kv.second;
+    if (v.IsSequence()) {
+      std::string joined;
+      for (const auto& item : v) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
+      args.push_back(flag);
+      args.push_back(joined);
+    } else if (v.IsScalar()) {
+      const std::string s = v.as<std::string>();
+      if (opt->get_expected_min() == 0) {  // a flag
+        if (s == "true" || s == "True" || s == "yes")
+          args.push_back(flag);
+        else if (s != "false" && s != "False" && s != "no")
+          fail("{}: \"{}\" is a switch; expected true or false, found \"{}\"", path, key, s);
+      } else {
+        args.push_back(flag);
+        args.push_back(s);
+      }
+    } else {
+      fail("{}: \"{}\" must be a value or a list", path, key);
+    }
+  }
+}
+
+}  // namespace peft::cli

@@ -1,0 +1,26 @@
+// Training and evaluation records (JSONL, one record a line; a .json array also works), turned
+// into tokenised Examples with Hugging Face-style labels. Record types (shared/CLI.md):
+//   {"text"}                         loss on every token after the first; BOS before (when the
+//                                    tokenizer adds one), EOS after
+//   {"prompt", "completion"}         loss on the completion and its closing EOS only
+//   {"instruction", "input", "output"}  as prompt/completion with prompt = instruction, plus
+//                                    "\n\n" + input when input is not empty, plus "\n\n"
+//   {"messages": [{role, content}]}  loss on assistant turns (with their end-of-turn token),
+//                                    rendered with the tokenizer's chat format
+//   {"input_ids", "labels"}          pre-tokenised; labels optional (then = input_ids)
+// Errors name the file, the line and the field.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.h"
+#include "train/batch.h"
+
+namespace peft {
+
+// tokenizer may be null when every record is pre-tokenised. vocab_size bounds the ids.
+std::vector<Example> read_training_records(const std::string& path, const Tokenizer* tokenizer,
+                                           int64_t vocab_size);
+
+}  // namespace peft

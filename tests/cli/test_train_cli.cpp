@@ -1,0 +1,135 @@
+// End-to-end: peft init / train / eval / generate / merge on a tiny model, through the binary.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_run.h"
+
+namespace peft {
+namespace {
+using testing::fresh_dir;
+using testing::last_line;
+using testing::read_all;
+using testing::run_peft;
+namespace fs = std::filesystem;
+
+// One tiny model (qwen2 preset "tiny", the demo tokenizer) and data shared by the tests.
+class TrainCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fresh_dir("train_cli");
+    const std::string demo = std::string(PEFT_SOURCE_DIR) + "/data/demo";
+    auto r = run_peft("init --arch qwen2 --preset tiny --seed 1 --vocab-from " + demo + " --out " +
+                      dir_ + "/model");
+    ASSERT_EQ(r.status, 0) << r.err;
+    data_ = demo + "/train.jsonl";
+    eval_ = demo + "/eval.jsonl";
+  }
+  static std::string dir_, data_, eval_;
+};
+std::string TrainCli::dir_, TrainCli::data_, TrainCli::eval_;
+
+nlohmann::json json_of(const testing::CommandResult& r) {
+  return nlohmann::json::parse(last_line(r.out));
+}
+
+TEST_F(TrainCli, LoraTrainEvalMergeAgree) {
+  const std::string out = dir_ + "/lora";
+  auto r = run_peft(
+      "train --model " + dir_ + "/model --data " + data_ + " --out " + out +
+      " --max-steps 6 --batch-size 4 --lr 1e-2 --target-modules q_proj,v_proj,down_proj --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto summary = json_of(r);
+  for (const char* key :
+       {"steps", "final_loss", "eval_loss", "trainable_params", "tokens_per_s", "peak_rss_mb"})
+    EXPECT_TRUE(summary.contains(key)) << key;
+  EXPECT_EQ(summary["steps"], 6);
+  for (const char* f :
+       {"adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.svg"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+
+  auto base = run_peft("eval --model " + dir_ + "/model --data " + eval_ + " --json");
+  auto adapted =
+      run_peft("eval --model " + dir_ + "/model --adapter " + out + " --data " + eval_ + " --json");
+  ASSERT_EQ(base.status, 0) << base.err;
+  ASSERT_EQ(adapted.status, 0) << adapted.err;
+  EXPECT_NE(json_of(base)["loss"], json_of(adapted)["loss"]);
+
+  auto merged = run_peft("merge --model " + dir_ + "/model --adapter " + out + " --out " + dir_ +
+                         "/merged --json");
+  ASSERT_EQ(merged.status, 0) << merged.err;
+  auto merged_eval = run_peft("eval --model " + dir_ + "/merged --data " + eval_ + " --json");
+  ASSERT_EQ(merged_eval.status, 0) << merged_eval.err;
+  EXPECT_NEAR(json_of(merged_eval)["loss"].get<double>(), json_of(adapted)["loss"].get<double>(),
+              1e-5);
+
+  auto gen = run_peft("generate --model " + dir_ + "/model --adapter " + out +
+                      " --prompt 'What sound does a cow make?' --max-new-tokens 4 --json");
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  EXPECT_EQ(json_of(gen)["ids"].size(), 4u);
+}
+
+TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
+  const std::string common =
+      "train --model " + dir_ + "/model --data " + data_ +
+      " --max-steps 6 --batch-size 4 --lr 1e-2 --lora-dropout 0.1 --save-every 3 --seed 5";
+  ASSERT_EQ(run_peft(common + " --out " + dir_ + "/straight").status, 0);
+  const std::string second = dir_ + "/resumed";
+  fs::create_directories(second);
+  fs::copy(dir_ + "/straight/checkpoint-3", second + "/checkpoint-3", fs::copy_options::recursive);
+  auto r = run_peft(common + " --out " + second + " --resume " + second + "/checkpoint-3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(read_all(dir_ + "/straight/adapter_model.safetensors"),
+            read_all(second + "/adapter_model.safetensors"));
+}
+
+TEST_F(TrainCli, YamlConfigSuppliesFlags) {
+  const std::string yaml = dir_ + "/run.yaml";
+  std::ofstream(yaml)
+      << "max-steps: 2\nbatch-size: 2\nr: 4\ntarget-modules: [q_proj, k_proj]\nno-shuffle: true\n";
+  auto r = run_peft("train --config " + yaml + " --model " + dir_ + "/model --data " + data_ +
+                    " --out " + dir_ + "/yaml --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json_of(r)["steps"], 2);
+  auto config = nlohmann::json::parse(read_all(dir_ + "/yaml/adapter_config.json"));
+  EXPECT_EQ(config["r"], 4);
+  EXPECT_EQ(config["target_modules"], (nlohmann::json{"q_proj", "k_proj"}));
+  std::ofstream(yaml) << "max-stepz: 2\n";
+  auto bad = run_peft("train --config " + yaml + " --model " + dir_ + "/model --data " + data_ +
+                      " --out " + dir_ + "/yaml2");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.err.find("unknown setting \"max-stepz\""), std::string::npos) << bad.err;
+}
+
+TEST_F(TrainCli, BadInputGetsOneErrorLineAndExitOne) {
+  const std::string bad = dir_ + "/bad.jsonl";
+  std::ofstream(bad) << "{\"text\": \"fine\"}\n{\"text\": 3}\n";
+  auto r =
+      run_peft("train --model " + dir_ + "/model --data " + bad + " --out " + dir_ + "/bad_out");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("line 2: \"text\" must be a string"), std::string::npos) << r.err;
+  std::ofstream(bad) << "{\"text\": \"fine\"}\n{not json\n";
+  r = run_peft("train --model " + dir_ + "/model --data " + bad + " --out " + dir_ +
+               "/bad_out --overwrite");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("line 2: invalid JSON"), std::string::npos) << r.err;
+  r = run_peft("train --model " + dir_ + "/nope --data " + bad + " --out " + dir_ +
+               "/bad_out --overwrite");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.err.rfind("peft: error: ", 0), 0u) << r.err;
+  // An existing non-empty --out is refused without --overwrite.
+  fs::create_directories(dir_ + "/full_out");
+  std::ofstream(dir_ + "/full_out/x") << "x";
+  r = run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + dir_ + "/full_out");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("not empty"), std::string::npos) << r.err;
+  r = run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + dir_ +
+               "/x --method nonsense");
+  EXPECT_NE(r.status, 0);
+}
+
+}  // namespace
+}  // namespace peft
