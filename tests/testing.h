@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -90,6 +93,32 @@ inline ::testing::AssertionResult gradient_close(const Vec& ours, const Vec& fd,
                                          << ours[at] << ", fd " << fd[at] << "), allowed "
                                          << tol * scale;
   return ::testing::AssertionSuccess();
+}
+
+// Growth of the process's peak resident memory while fn runs, in bytes: resets the high-water
+// mark (Linux: "5" to /proc/self/clear_refs), then compares VmHWM after fn with VmRSS before it.
+// Returns −1 where /proc does not offer this; callers then skip their memory checks.
+inline int64_t peak_rss_growth(const std::function<void()>& fn) {
+  auto status_kb = [](const char* key) -> int64_t {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    int64_t kb = -1;
+    const size_t len = std::strlen(key);
+    while (std::fgets(line, sizeof line, f))
+      if (std::strncmp(line, key, len) == 0) kb = std::atoll(line + len);
+    std::fclose(f);
+    return kb;
+  };
+  std::FILE* reset = std::fopen("/proc/self/clear_refs", "w");
+  if (!reset) return -1;
+  const bool ok = std::fputs("5", reset) >= 0;
+  if (std::fclose(reset) != 0 || !ok) return -1;
+  const int64_t before = status_kb("VmRSS:");
+  fn();
+  const int64_t peak = status_kb("VmHWM:");
+  if (before < 0 || peak < 0) return -1;
+  return (peak - before) * 1024;
 }
 
 }  // namespace peft::testing

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/folder_info.h"
 #include "core/threads.h"
 #include "kernels/gemm.h"
 
@@ -13,17 +14,27 @@ namespace {
 Runner setup_info(CLI::App& app) {
   auto system = std::make_shared<bool>(false);
   auto json = std::make_shared<bool>(false);
-  app.add_flag("--system", *system, "show the CPU features, threads and GEMM backend in use");
+  app.add_flag("--system", *system,
+               "show the CPU features, threads and GEMM backends in use (overrides: PEFT_GEMM, "
+               "PEFT_GEMM_BF16)");
   app.add_flag("--json", *json, "print one JSON object");
+  auto dir = std::make_shared<std::string>();
+  app.add_option("dir", *dir, "a model or adapter folder");
   return [=]() {
-    nlohmann::json out;
+    if (!dir->empty() && !*system) return print_folder_info(*dir, *json);
+    nlohmann::ordered_json out;
     out["threads"] = num_threads();
     out["cores"] = num_cores();
     out["gemm_backend"] = gemm_backend_name(gemm_backend());
+    out["gemm_bf16_path"] = bf16_path_name(gemm_bf16_path());
+    for (const auto& [key, value] : gemm_system_info()) out[key] = value;
     if (*json) {
       std::printf("%s\n", out.dump().c_str());
     } else {
-      for (auto& [k, v] : out.items()) std::printf("%-14s %s\n", k.c_str(), v.dump().c_str());
+      for (auto& [k, v] : out.items()) {
+        const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+        std::printf("%-19s %s\n", k.c_str(), text.c_str());
+      }
     }
     return 0;
   };

@@ -15,9 +15,14 @@ int num_cores() {
 void set_num_threads(int n) {
   if (n <= 0) n = num_cores();
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  // OpenBLAS (Debian's pthread build) has its own pool; two pools spinning against each other
+  // made 2 threads far slower than 1. It is held at one thread and kernels/gemm_openblas.cpp
+  // splits large products over the OpenMP threads instead.
+  openblas_set_num_threads(1);
 }
 
-int num_threads() { return omp_get_max_threads(); }
+int num_threads() {
+  return omp_get_max_threads();
+}
 
 }  // namespace peft

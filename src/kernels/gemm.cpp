@@ -1,26 +1,265 @@
 #include "kernels/gemm.h"
 
-#include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <vector>
+
+#include "kernels/convert.h"
+#include "kernels/cpu_features.h"
+#include "kernels/gemm_backends.h"
 
 namespace peft {
 namespace {
-GemmBackend g_backend = GemmBackend::OpenBLAS;
+
+// The default backend, a static choice from bench/gemm.cpp. On the 2-core Intel Xeon (Emerald
+// Rapids, AVX-512) this was tuned on, oneDNN gives 130-145 GFLOP/s on one thread and 220-280 on
+// two for the linear layer's products, and 1.4-3x OpenBLAS on the thin LoRA products even when
+// OpenBLAS is told its core type; Debian's OpenBLAS 0.3.21 does not recognise this CPU at all and
+// runs its SSE3 kernels (~25 GFLOP/s). oneDNN's own kernels do not depend on that detection. A
+// per-process calibration was rejected: it costs start-up time, and on a loaded machine it could
+// pick differently from run to run, and as backends round differently, results would stop being
+// reproducible.
+constexpr GemmBackend kDefaultBackend = GemmBackend::OneDNN;
+
+// Automatic bf16 choice: native when bf16 dot products give at least this many times the f32
+// FMA FLOP rate. That ratio is a property of the core, not of the load, and it splits CPUs
+// cleanly: 0.5 on the Intel Emerald Rapids this was tuned on (VDPBF16PS at a quarter of the FMA
+// instruction rate; oneDNN bf16 matmul 75-80 GFLOP/s against 110-145 for f32 panels), about 2
+// where bf16 runs at full rate (the AMD Zen 5 of shared/bench/README.md: oneDNN bf16 GEMM at 2x
+// f32). The margin covers converting the activations to bf16, and keeps the more accurate f32
+// path where the two are close.
+constexpr double kNativeBf16MinRatio = 1.5;
+
+struct EnvChoice {
+  GemmBackend backend = kDefaultBackend;
+  std::string backend_source = "default";
+  Bf16Mode bf16 = Bf16Mode::Auto;
+};
+
+EnvChoice read_env() {
+  EnvChoice c;
+  if (const char* v = std::getenv("PEFT_GEMM"); v && *v) {
+    const std::string_view s(v);
+    if (s != "onednn" && s != "openblas" && s != "reference")
+      fail("PEFT_GEMM=\"{}\" is not a GEMM backend (expected onednn, openblas or reference)", s);
+    c.backend = gemm_backend_from_name(s);
+    c.backend_source = "PEFT_GEMM";
+  }
+  if (const char* v = std::getenv("PEFT_GEMM_BF16"); v && *v) {
+    const std::string_view s(v);
+    if (s != "native" && s != "f32")
+      fail("PEFT_GEMM_BF16=\"{}\" is not a bf16 path (expected native or f32)", s);
+    c.bf16 = s == "native" ? Bf16Mode::Native : Bf16Mode::F32Panels;
+    if (c.bf16 == Bf16Mode::Native && !gemm_bf16_native_supported())
+      fail(
+          "PEFT_GEMM_BF16=native, but this CPU (or oneDNN's ISA limit) lacks AVX512-BF16; unset "
+          "it or use PEFT_GEMM_BF16=f32");
+  }
+  return c;
 }
+
+const EnvChoice& env_choice() {
+  static const EnvChoice c = read_env();
+  return c;
+}
+
+std::atomic<int> g_backend_override{-1};
+std::atomic<int> g_bf16_mode_override{-1};
+
+Bf16Mode bf16_mode() {
+  const int o = g_bf16_mode_override.load(std::memory_order_relaxed);
+  return o < 0 ? env_choice().bf16 : Bf16Mode(o);
+}
+
+std::atomic<int64_t> g_panel_width{0};
+std::atomic<int64_t> g_panel_elements{0};
+
+// An automatic panel holds about this many f32 values (4 MiB): wide enough that each panel's GEMM
+// runs near full speed and the fork/joins per product stay few, small enough that the f32 copy
+// of a large weight never exists. Writing and re-reading the panel costs 8 bytes per weight
+// element against 2·M FLOPs of GEMM on it, so it is cheap for M in the hundreds.
+constexpr int64_t kPanelElements = int64_t(1) << 20;
+constexpr int64_t kMinPanelWidth = 64;
+// Below this many FLOPs the panel path does not split its columns over the threads.
+constexpr double kSplitPanelsMinFlops = 16e6;
+
+int64_t panel_elements() {
+  const int64_t e = g_panel_elements.load(std::memory_order_relaxed);
+  return e > 0 ? e : kPanelElements;
+}
+
+void check_strides(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, int64_t lda,
+                   int64_t ldb, int64_t ldc) {
+  PEFT_CHECK(M >= 0 && N >= 0 && K >= 0, "gemm sizes {}x{}x{}", M, N, K);
+  PEFT_CHECK(lda >= std::max<int64_t>(1, trans_a ? M : K) &&
+                 ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
+             "gemm {}x{}x{} (trans {}{}) with lda {} ldb {} ldc {}", M, N, K, int(trans_a),
+             int(trans_b), lda, ldb, ldc);
+}
+
+// C = beta · C for an empty inner dimension (beta == 0 writes zeros).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+// Columns [j_begin, j_end) of C, one panel at a time, on the calling thread's panel buffer.
+void panels_range(bool trans_a, bool trans_b, int64_t M, int64_t j_begin, int64_t j_end, int64_t K,
+                  float alpha, const float* A, int64_t lda, DType type, const void* B, int64_t ldb,
+                  float beta, float* C, int64_t ldc) {
+  const int64_t width = std::min(j_end - j_begin, gemm_panel_width(K));
+  // dy·W through a vocabulary-sized weight (K = out in the hundred thousands) would make even a
+  // kMinPanelWidth-wide panel tens of MiB: there the panel also covers K a slice at a time,
+  // accumulating into C.
+  const int64_t depth = trans_b ? K : std::min(K, std::max(panel_elements() / width, width));
+  thread_local std::vector<float> panel;
+  if (panel.size() < size_t(width * depth)) panel.resize(size_t(width * depth));
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += width) {
+    const int64_t n = std::min(width, j_end - j0);
+    if (trans_b) {  // rows [j0, j0 + n) of B
+      weight_panel_to_f32(type, B, ldb, j0, n, 0, K, panel.data(), K);
+      gemm_f32(trans_a, true, M, n, K, alpha, A, lda, panel.data(), K, beta, C + j0, ldc);
+      continue;
+    }
+    for (int64_t k0 = 0; k0 < K; k0 += depth) {  // rows [k0, k0 + kc), columns [j0, j0 + n) of B
+      const int64_t kc = std::min(depth, K - k0);
+      weight_panel_to_f32(type, B, ldb, k0, kc, j0, n, panel.data(), n);
+      gemm_f32(trans_a, false, M, n, kc, alpha, trans_a ? A + k0 * lda : A + k0, lda, panel.data(),
+               n, k0 == 0 ? beta : 1.0f, C + j0, ldc);
+    }
+  }
+}
+
+// C = alpha · op(A) · op(B) + beta · C with B stored as `type` (row stride ldb; whole rows for
+// quantised types): op(B) = Bᵀ with B [N, K] when trans_b, else B [K, N]. N is cut into panels,
+// each converted to f32 and multiplied by the f32 backend (K too, for very deep dy·W). Large
+// products give each OpenMP thread its own block of columns (one fork/join per product, each
+// thread's panel in its own cache); small ones run the panels one after another with the
+// backend's own threading.
+void gemm_f32_panels(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float* A, int64_t lda, DType type, const void* B, int64_t ldb,
+                     float beta, float* C, int64_t ldc) {
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const int64_t blocks = N / kQuantBlock;  // split points stay on whole quantisation blocks
+  const int parts = int(std::min<int64_t>(threads, blocks));
+  if (parts <= 1 || 2.0 * double(M) * double(N) * double(K) < kSplitPanelsMinFlops)
+    return panels_range(trans_a, trans_b, M, 0, N, K, alpha, A, lda, type, B, ldb, beta, C, ldc);
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+  for (int p = 0; p < parts; ++p) {
+    const int64_t begin = blocks * p / parts * kQuantBlock;
+    const int64_t end = p + 1 == parts ? N : blocks * (p + 1) / parts * kQuantBlock;
+    panels_range(trans_a, trans_b, M, begin, end, K, alpha, A, lda, type, B, ldb, beta, C, ldc);
+  }
+}
+
+void gemm_bf16_native(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
+                      float* C, int64_t ldc) {
+  const int64_t rows = trans_a ? K : M, cols = trans_a ? M : K;  // A as stored
+  thread_local std::vector<uint16_t> a16;
+  if (a16.size() < size_t(rows * cols)) a16.resize(size_t(rows * cols));
+  f32_to_bf16_block(A, lda, rows, cols, a16.data(), cols);
+  gemm_detail::onednn_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a16.data(), cols, B, ldb, beta, C,
+                                ldc);
+}
+
+std::string ratio_text() {
+  return fmt::format("{:.2f}", bf16_dot_flops_ratio());
+}
+
+// Why gemm_bf16_path() is what it is, for `peft info --system`.
+std::string bf16_path_reason() {
+  const bool native = gemm_bf16_path() == Bf16Path::Native;
+  const std::string who =
+      g_bf16_mode_override.load() >= 0 ? "set by the program" : "PEFT_GEMM_BF16";
+  if (!native) {
+    if (gemm_backend() != GemmBackend::OneDNN)
+      return std::string("backend is ") + gemm_backend_name(gemm_backend());
+    if (!cpu_features().avx512_bf16) return "CPU lacks avx512_bf16";
+    if (!gemm_bf16_native_supported())
+      return "oneDNN ISA limited to " + gemm_detail::onednn_isa_name();
+  }
+  if (bf16_mode() != Bf16Mode::Auto) return who;
+  return fmt::format(
+      "measured: bf16 dot products run at {}x the f32 FMA FLOP rate, native needs "
+      ">= {}x",
+      ratio_text(), kNativeBf16MinRatio);
+}
+
+}  // namespace
 
 const char* gemm_backend_name(GemmBackend b) {
   switch (b) {
-    case GemmBackend::Reference: return "reference";
-    case GemmBackend::OpenBLAS: return "openblas";
-    case GemmBackend::OneDNN: return "onednn";
+    case GemmBackend::Reference:
+      return "reference";
+    case GemmBackend::OpenBLAS:
+      return "openblas";
+    case GemmBackend::OneDNN:
+      return "onednn";
   }
   return "?";
 }
 
-GemmBackend gemm_backend() { return g_backend; }
-void set_gemm_backend(GemmBackend b) { g_backend = b; }
+GemmBackend gemm_backend_from_name(std::string_view name) {
+  if (name == "onednn") return GemmBackend::OneDNN;
+  if (name == "openblas") return GemmBackend::OpenBLAS;
+  if (name == "reference") return GemmBackend::Reference;
+  fail("unknown GEMM backend \"{}\" (expected onednn, openblas or reference)", name);
+}
+
+GemmBackend gemm_backend() {
+  const int o = g_backend_override.load(std::memory_order_relaxed);
+  return o < 0 ? env_choice().backend : GemmBackend(o);
+}
+
+void set_gemm_backend(GemmBackend b) {
+  g_backend_override.store(int(b));
+}
+
+const char* bf16_path_name(Bf16Path p) {
+  return p == Bf16Path::Native ? "native" : "f32-panels";
+}
+
+bool gemm_bf16_native_supported() {
+  static const bool supported = cpu_features().avx512_bf16 && gemm_detail::onednn_has_native_bf16();
+  return supported;
+}
+
+Bf16Path gemm_bf16_path() {
+  if (gemm_backend() != GemmBackend::OneDNN || !gemm_bf16_native_supported())
+    return Bf16Path::F32Panels;
+  switch (bf16_mode()) {
+    case Bf16Mode::Native:
+      return Bf16Path::Native;
+    case Bf16Mode::F32Panels:
+      return Bf16Path::F32Panels;
+    case Bf16Mode::Auto:
+      break;
+  }
+  return bf16_dot_flops_ratio() >= kNativeBf16MinRatio ? Bf16Path::Native : Bf16Path::F32Panels;
+}
+
+void set_gemm_bf16_mode(Bf16Mode mode) {
+  g_bf16_mode_override.store(int(mode));
+}
+
+void set_gemm_panel_width(int64_t width, int64_t max_elements) {
+  PEFT_CHECK(width >= 0 && width % kQuantBlock == 0,
+             "panel width {} must be 0 (automatic) or a multiple of {}", width, kQuantBlock);
+  PEFT_CHECK(max_elements >= 0, "panel size {}", max_elements);
+  g_panel_width.store(width);
+  g_panel_elements.store(max_elements);
+}
+
+int64_t gemm_panel_width(int64_t depth) {
+  const int64_t fixed = g_panel_width.load(std::memory_order_relaxed);
+  if (fixed > 0) return fixed;
+  const int64_t w = panel_elements() / std::max<int64_t>(depth, 1) / kQuantBlock * kQuantBlock;
+  return std::max(w, kMinPanelWidth);
+}
 
 void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
@@ -43,51 +282,93 @@ void gemm_f32(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float
               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
               int64_t ldc) {
   if (M == 0 || N == 0) return;
-  if (g_backend == GemmBackend::Reference) {
-    gemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
+  check_strides(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  switch (gemm_backend()) {
+    case GemmBackend::Reference:
+      return gemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    case GemmBackend::OpenBLAS:
+      return gemm_detail::openblas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                        ldc);
+    case GemmBackend::OneDNN:
+      return gemm_detail::onednn_gemm_f32(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                                          ldc);
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C, int(ldc));
 }
 
-// Stored-smaller weights are converted to f32 a panel of rows at a time, so the f32 copy of a
-// whole weight never exists.
-namespace {
-constexpr int64_t kPanelRows = 256;
+void gemm_f32_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const uint16_t* B, int64_t ldb, float beta,
+                   float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  check_strides(trans_a, trans_b, M, N, K, lda, ldb, ldc);
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  if (gemm_bf16_path() == Bf16Path::Native)
+    return gemm_bf16_native(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_f32_panels(trans_a, trans_b, M, N, K, alpha, A, lda, DType::BF16, B, ldb, beta, C, ldc);
 }
 
 void matmul_x_wt(const float* x, int64_t M, const Tensor& W, float* y, float beta) {
   PEFT_CHECK(W.ndim() == 2, "weight must be 2-d, got {}", W.describe());
   const int64_t out = W.dim(0), in = W.dim(1);
-  if (W.dtype() == DType::F32) {
-    gemm_f32(false, true, M, out, in, 1.0f, x, in, W.data<float>(), in, beta, y, out);
-    return;
+  switch (W.dtype()) {
+    case DType::F32:
+      return gemm_f32(false, true, M, out, in, 1.0f, x, in, W.data<float>(), in, beta, y, out);
+    case DType::BF16:
+      return gemm_f32_bf16(false, true, M, out, in, 1.0f, x, in,
+                           static_cast<const uint16_t*>(W.raw()), in, beta, y, out);
+    case DType::F16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+      if (M == 0 || out == 0) return;
+      if (in == 0) return scale_c(M, out, beta, y, out);
+      return gemm_f32_panels(false, true, M, out, in, 1.0f, x, in, W.dtype(), W.raw(), in, beta, y,
+                             out);
+    case DType::I32:
+      break;
   }
-  std::vector<float> panel(size_t(std::min(kPanelRows, out) * in));
-  for (int64_t r0 = 0; r0 < out; r0 += kPanelRows) {
-    const int64_t rows = std::min(kPanelRows, out - r0);
-    Tensor slice = W.slice_rows(r0, r0 + rows);
-    convert_to_f32(W.dtype(), slice.raw(), panel.data(), rows * in);
-    gemm_f32(false, true, M, rows, in, 1.0f, x, in, panel.data(), in, beta, y + r0, out);
-  }
+  PEFT_CHECK(false, "no matmul for a {} weight", W.describe());
 }
 
 void matmul_dy_w(const float* dy, int64_t M, const Tensor& W, float* dx, float beta) {
   PEFT_CHECK(W.ndim() == 2, "weight must be 2-d, got {}", W.describe());
   const int64_t out = W.dim(0), in = W.dim(1);
-  if (W.dtype() == DType::F32) {
-    gemm_f32(false, false, M, in, out, 1.0f, dy, out, W.data<float>(), in, beta, dx, in);
-    return;
+  switch (W.dtype()) {
+    case DType::F32:
+      return gemm_f32(false, false, M, in, out, 1.0f, dy, out, W.data<float>(), in, beta, dx, in);
+    case DType::BF16:
+      return gemm_f32_bf16(false, false, M, in, out, 1.0f, dy, out,
+                           static_cast<const uint16_t*>(W.raw()), in, beta, dx, in);
+    case DType::F16:
+    case DType::Q8_0:
+    case DType::Q4_0:
+      if (M == 0 || in == 0) return;
+      if (out == 0) return scale_c(M, in, beta, dx, in);
+      return gemm_f32_panels(false, false, M, in, out, 1.0f, dy, out, W.dtype(), W.raw(), in, beta,
+                             dx, in);
+    case DType::I32:
+      break;
   }
-  std::vector<float> panel(size_t(std::min(kPanelRows, out) * in));
-  for (int64_t r0 = 0; r0 < out; r0 += kPanelRows) {
-    const int64_t rows = std::min(kPanelRows, out - r0);
-    Tensor slice = W.slice_rows(r0, r0 + rows);
-    convert_to_f32(W.dtype(), slice.raw(), panel.data(), rows * in);
-    gemm_f32(false, false, M, in, rows, 1.0f, dy + r0, out, panel.data(), in,
-             r0 == 0 ? beta : 1.0f, dx, in);
-  }
+  PEFT_CHECK(false, "no matmul for a {} weight", W.describe());
+}
+
+std::vector<std::pair<std::string, std::string>> gemm_system_info() {
+  const std::string backend = gemm_backend_name(gemm_backend());
+  const int o = g_backend_override.load();
+  const std::string source = o >= 0 ? "set by the program" : env_choice().backend_source;
+  const std::string bf16 =
+      gemm_bf16_path() == Bf16Path::Native
+          ? "native: onednn bf16 matmul, activations rounded to bf16, f32 accumulation"
+          : "f32-panels: converted to f32 panels + " + backend + " f32";
+  return {
+      {"cpu", cpu_features().model},
+      {"cpu_features", cpu_features_str()},
+      {"simd_kernels", simd_level_name(simd_level())},
+      {"onednn", gemm_detail::onednn_version() + ", isa " + gemm_detail::onednn_isa_name()},
+      {"openblas", gemm_detail::openblas_config() + ", own pool held at 1 thread"},
+      {"gemm_f32", backend + " (" + source + "; override: PEFT_GEMM=onednn|openblas|reference)"},
+      {"gemm_bf16", bf16 + " (" + bf16_path_reason() + "; override: PEFT_GEMM_BF16=native|f32)"},
+      {"gemm_f16_q8_0_q4_0", "converted to f32 panels + " + backend + " f32"},
+  };
 }
 
 }  // namespace peft

@@ -4,6 +4,7 @@
 // may be stacked with HookStack.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,11 @@ struct KvPrefix {
 
 enum class Sublayer { Attention, FeedForward };
 
+// A post-LN model's own LayerNorm of a sublayer (BERT: attention.output.LayerNorm,
+// output.LayerNorm), handed to hook 4 so AdapterHub's Pfeiffer placement LN(h + A(LN(h + x)) + x)
+// can be expressed; pre-LN decoders pass none.
+using SublayerNorm = std::function<Var(const Var&)>;
+
 class ModelHooks {
  public:
   virtual ~ModelHooks() = default;
@@ -54,8 +60,11 @@ class ModelHooks {
   virtual Var linear_bias(const LinearSite& /*site*/, const Var& bias) { return bias; }
 
   // 4. After a sublayer: h is the sublayer's output, x its input (the residual stream). Returns
-  //    what replaces h (bottleneck adapters: h + up(act(down(h))), placed as FORMATS.md says).
-  virtual Var after_sublayer(int /*layer*/, Sublayer /*which*/, const Var& h, const Var& /*x*/) {
+  //    what replaces h (bottleneck adapters: h + up(act(down(h))), placed as FORMATS.md says);
+  //    the model then adds the residual (decoders: x + h'; BERT: LN(h' + x)). norm is the
+  //    sublayer's LayerNorm for post-LN models, nullptr for pre-LN ones.
+  virtual Var after_sublayer(int /*layer*/, Sublayer /*which*/, const Var& h, const Var& /*x*/,
+                             const SublayerNorm* /*norm*/) {
     return h;
   }
 
@@ -100,9 +109,10 @@ class HookStack final : public ModelHooks {
     for (auto& h : hooks_) b = h->linear_bias(site, b);
     return b;
   }
-  Var after_sublayer(int layer, Sublayer which, const Var& h, const Var& x) override {
+  Var after_sublayer(int layer, Sublayer which, const Var& h, const Var& x,
+                     const SublayerNorm* norm) override {
     Var out = h;
-    for (auto& k : hooks_) out = k->after_sublayer(layer, which, out, x);
+    for (auto& k : hooks_) out = k->after_sublayer(layer, which, out, x, norm);
     return out;
   }
 

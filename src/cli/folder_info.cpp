@@ -1,0 +1,135 @@
+#include "cli/folder_info.h"
+
+#include <cstdio>
+#include <map>
+
+#include "core/error.h"
+#include "io/files.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "models/registry.h"
+
+namespace peft::cli {
+namespace {
+
+const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model",
+                                       "vocab.txt",      "vocab.json",
+                                       "merges.txt",     "tokenizer_config.json"};
+
+// Parameter count and dtype census of the safetensors in a folder (headers only).
+struct WeightsSummary {
+  int64_t params = 0;
+  uint64_t bytes = 0;
+  std::map<std::string, int64_t> dtypes;  // stored dtype -> number of parameters
+  size_t tensors = 0;
+};
+
+WeightsSummary summarize(const SafetensorsSet& set, const HFConfig* config, const ArchSpec* arch) {
+  WeightsSummary s;
+  for (const std::string& name : set.names()) {
+    if (arch && config && arch->canonical_name(name, *config).empty()) continue;  // buffers
+    const SafetensorInfo& t = set.info(name);
+    const int64_t n = shape_numel(t.shape);
+    s.params += n;
+    s.bytes += t.end - t.begin;
+    s.dtypes[t.stored_dtype] += n;
+    ++s.tensors;
+  }
+  return s;
+}
+
+nlohmann::ordered_json model_info(const std::string& dir) {
+  const HFConfig c = load_hf_config(dir);
+  const ArchSpec& arch = arch_for(c.model_type, join_path(dir, "config.json"));
+  const SafetensorsSet set(dir);
+  const WeightsSummary w = summarize(set, &c, &arch);
+  nlohmann::ordered_json j;
+  j["kind"] = "model";
+  j["model_type"] = c.model_type;
+  j["architecture"] = c.architectures.empty() ? arch.architecture : c.architectures[0];
+  j["params"] = w.params;
+  j["dtypes"] = w.dtypes;
+  j["bytes"] = w.bytes;
+  j["tensors"] = w.tensors;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_attention_heads"] = c.num_attention_heads;
+  if (c.model_type != "bert") j["num_key_value_heads"] = c.num_key_value_heads;
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["weights"] = set.source();
+  nlohmann::json tok = nlohmann::json::array();
+  for (const char* f : kTokenizerFiles)
+    if (file_exists(join_path(dir, f))) tok.push_back(f);
+  j["tokenizer_files"] = tok;
+  return j;
+}
+
+nlohmann::ordered_json adapter_info(const std::string& dir) {
+  const std::string path = join_path(dir, "adapter_config.json");
+  const nlohmann::json cfg = read_json_file(path);
+  if (!cfg.is_object()) fail("{}: expected a JSON object", path);
+  nlohmann::ordered_json j;
+  j["kind"] = "adapter";
+  std::string weights;
+  std::string base;
+  if (cfg.contains("peft_type")) {  // Hugging Face PEFT
+    if (!cfg["peft_type"].is_string()) fail("{}: \"peft_type\" is not a string", path);
+    j["method"] = cfg["peft_type"];
+    weights = "adapter_model";
+    if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
+      base = cfg["base_model_name_or_path"].get<std::string>();
+  } else if (cfg.contains("config") && cfg["config"].is_object()) {  // AdapterHub
+    j["method"] = "bottleneck";
+    weights = "adapter";
+  } else {
+    fail("{}: neither \"peft_type\" (PEFT) nor \"config\" (AdapterHub) found", path);
+  }
+  j["config"] = cfg;
+  const std::string file = join_path(dir, weights + ".safetensors");
+  if (!file_exists(file)) fail("{}: no {}.safetensors beside adapter_config.json", dir, weights);
+  const SafetensorsFile f(file);
+  int64_t trainable = 0;
+  for (const SafetensorInfo& t : f.tensors()) trainable += shape_numel(t.shape);
+  j["trainable_params"] = trainable;
+  j["tensors"] = f.tensors().size();
+  if (!base.empty()) {
+    j["base_model"] = base;
+    if (file_exists(join_path(base, "config.json"))) {
+      try {
+        const nlohmann::ordered_json b = model_info(base);
+        j["base_params"] = b["params"];
+        j["share"] = double(trainable) / b["params"].get<double>();
+      } catch (const Error&) {
+        // The base is optional context; a broken base folder does not make the adapter bad.
+      }
+    }
+  }
+  return j;
+}
+
+}  // namespace
+
+nlohmann::ordered_json folder_info(const std::string& dir) {
+  if (!directory_exists(dir)) fail("{}: no such folder", dir);
+  if (file_exists(join_path(dir, "adapter_config.json"))) return adapter_info(dir);
+  if (file_exists(join_path(dir, "config.json"))) return model_info(dir);
+  fail("{}: neither config.json (a model) nor adapter_config.json (an adapter) found", dir);
+}
+
+int print_folder_info(const std::string& dir, bool json) {
+  const nlohmann::ordered_json j = folder_info(dir);
+  if (json) {
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  for (const auto& [k, v] : j.items()) {
+    const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
+    std::printf("%-24s %s\n", k.c_str(), text.c_str());
+  }
+  return 0;
+}
+
+}  // namespace peft::cli

@@ -1,0 +1,169 @@
+#include "models/model.h"
+
+#include <set>
+
+#include "io/files.h"
+#include "io/safetensors.h"
+#include "models/registry.h"
+#include "ops/dropout.h"
+#include "ops/elementwise.h"
+#include "ops/embedding.h"
+#include "ops/linear.h"
+
+namespace peft {
+namespace {
+
+// dst = src converted row block by row block (never the whole tensor in f32 at once).
+Tensor convert_rows(const Tensor& src, DType dst_type) {
+  Tensor out = Tensor::zeros(src.shape(), dst_type);
+  const int64_t rows = src.rows(), cols = src.row_numel();
+  const size_t src_row = dtype_bytes(src.dtype(), cols), dst_row = dtype_bytes(dst_type, cols);
+  const char* s = static_cast<const char*>(src.raw());
+  char* d = static_cast<char*>(out.raw());
+#pragma omp parallel if (rows * cols > (int64_t(1) << 16))
+  {
+    std::vector<float> buf(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      convert_to_f32(src.dtype(), s + size_t(r) * src_row, buf.data(), cols);
+      convert_from_f32(dst_type, buf.data(), d + size_t(r) * dst_row, cols);
+    }
+  }
+  return out;
+}
+
+// The dtype a stored weight is used in, per LoadOptions.
+DType target_dtype(const Tensor& t, const LoadOptions& opts) {
+  if (t.ndim() != 2) return DType::F32;  // norm weights and biases: always f32 (small)
+  if (!opts.base_dtype) return t.dtype();
+  const DType want = *opts.base_dtype;
+  if (dtype_is_quantized(want) && t.dim(1) % kQuantBlock != 0) return t.dtype();
+  return want;
+}
+
+}  // namespace
+
+bool Model::is_causal_lm() const {
+  return arch_->causal_lm;
+}
+
+Var& Model::weight(const std::string& name) {
+  return weights_[name];
+}
+
+Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
+  if (!hooks) return linear(x, w.weight, w.bias);
+  const LoraBranch* lora = hooks->linear_branch(w.site);
+  const Var bias = hooks->linear_bias(w.site, w.bias);
+  return linear(x, w.weight, bias, lora);
+}
+
+Var Model::dropout_if_training(const Var& x, float p) {
+  if (!training_ || p <= 0.0f) return x;
+  PEFT_CHECK(dropout_rng_ != nullptr, "training mode needs a dropout Rng");
+  return dropout(x, p, *dropout_rng_);
+}
+
+std::vector<LinearSite> Model::linear_sites() const {
+  std::vector<LinearSite> out;
+  for (const LinearWeights* w : sites_) out.push_back(w->site);
+  return out;
+}
+
+int64_t Model::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& [name, v] : weights_) n += v->value.numel();
+  return n;
+}
+
+void Model::make_trainable(ParamStore& params) {
+  for (const auto& [name, v] : weights_) params.declare(name, v->value.shape());
+  params.allocate();
+  for (const auto& [name, v] : weights_) {
+    const Var& p = params.get(name);
+    convert_to_f32(v->value.dtype(), v->value.raw(), p->value.data<float>(), v->value.numel());
+    // Mutate the node in place so every holder of this Var (layers, tied head) sees it.
+    v->value = p->value;
+    v->grad = p->grad;
+    v->requires_grad = true;
+  }
+}
+
+Var Model::token_logits(const Var& hidden, const std::vector<int32_t>& rows,
+                        const std::vector<int32_t>& vocab) {
+  Var h = head_transform(gather_rows(hidden, rows), hooks_);
+  const Tensor ids = Tensor::from_vector_i32(vocab, {int64_t(vocab.size())});
+  Var w = embedding(head_weight(), ids);  // [K, C]
+  Var b = head_bias();
+  if (b) b = reshape(embedding(reshape(b, {b->value.numel(), 1}), ids), {int64_t(vocab.size())});
+  return linear(h, w, b);
+}
+
+Var gather_rows(const Var& x, const std::vector<int32_t>& rows) {
+  const int64_t c = x->value.dim(-1);
+  Var flat = reshape(x, {x->value.numel() / c, c});
+  return embedding(flat, Tensor::from_vector_i32(rows, {int64_t(rows.size())}));
+}
+
+std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opts) {
+  HFConfig config = load_hf_config(dir);
+  const ArchSpec& arch = arch_for(config.model_type, join_path(dir, "config.json"));
+  SafetensorsSet set(dir);
+  const std::vector<TensorSpec> specs = arch.tensors(config);
+  std::map<std::string, const TensorSpec*> expected;
+  for (const TensorSpec& s : specs) expected[s.name] = &s;
+
+  // Validate everything before converting anything.
+  std::map<std::string, std::string> stored_of;  // canonical -> stored name
+  std::vector<std::string> problems;
+  for (const std::string& stored : set.names()) {
+    const std::string name = arch.canonical_name(stored, config);
+    if (name.empty()) continue;
+    if (!expected.count(name)) {
+      problems.push_back(fmt::format("unexpected tensor \"{}\" ({}) for {} with this config",
+                                     stored, set.file_of(stored), config.model_type));
+      continue;
+    }
+    auto [it, inserted] = stored_of.emplace(name, stored);
+    if (!inserted) {
+      // An alias (e.g. BERT's cls.predictions.decoder.bias for cls.predictions.bias, one tensor
+      // in transformers) yields to the canonical name; two aliases of one tensor are an error.
+      if (stored == name)
+        it->second = stored;
+      else if (it->second != name)
+        problems.push_back(
+            fmt::format("tensors \"{}\" and \"{}\" are both \"{}\"", it->second, stored, name));
+    }
+  }
+  for (const TensorSpec& s : specs) {
+    auto it = stored_of.find(s.name);
+    if (it == stored_of.end()) {
+      problems.push_back(
+          fmt::format("missing tensor \"{}\" (expected shape {})", s.name, shape_str(s.shape)));
+      continue;
+    }
+    const SafetensorInfo& info = set.info(it->second);
+    if (info.shape != s.shape)
+      problems.push_back(fmt::format("tensor \"{}\" in {} has shape {}, expected {}", it->second,
+                                     set.file_of(it->second), shape_str(info.shape),
+                                     shape_str(s.shape)));
+    else if (info.dtype != DType::F32 && info.dtype != DType::BF16 && info.dtype != DType::F16)
+      problems.push_back(fmt::format("tensor \"{}\" in {} is {}, expected F32, BF16 or F16",
+                                     it->second, set.file_of(it->second), info.stored_dtype));
+  }
+  if (!problems.empty()) {
+    if (problems.size() == 1) fail("{}: {}", dir, problems[0]);
+    fail("{}: {} (and {} more problem{})", dir, problems[0], problems.size() - 1,
+         problems.size() > 2 ? "s" : "");
+  }
+
+  std::map<std::string, Tensor> tensors;
+  for (const TensorSpec& s : specs) {
+    Tensor t = set.get(stored_of.at(s.name));
+    const DType want = target_dtype(t, opts);
+    tensors[s.name] = want == t.dtype() ? t : convert_rows(t, want);
+  }
+  return arch.build(std::move(config), arch, std::move(tensors));
+}
+
+}  // namespace peft
