@@ -16,7 +16,8 @@ start=$(date +%s)
 step() { printf '\n== %s\n' "$*" >&2; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1" 2>/dev/null ||
   sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
-PROMPT=$(printf 'What sound does a cow make?\n\n')
+PROMPT=$(printf 'What sound does a cow make?\n\nX')
+PROMPT=${PROMPT%X}  # the instruction format ends with a blank line; $(...) would strip it
 
 step "1/6 a tiny random model: peft init --arch qwen2 --preset tiny"
 "$PEFT" init --arch qwen2 --preset tiny --vocab-from "$DATA" --seed 0 --out "$OUT/random" >/dev/null

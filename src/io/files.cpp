@@ -67,7 +67,8 @@ std::string join_path(const std::string& dir, const std::string& name) {
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
-  temp_path_ = join_path(parent_dir(path_), "." + base_name(path_) + ".tmp.XXXXXX");
+  // (built with fmt: GCC 12 warns falsely (-Wrestrict) on "." + std::string)
+  temp_path_ = join_path(parent_dir(path_), fmt::format(".{}.tmp.XXXXXX", base_name(path_)));
   std::string templ = temp_path_;
   fd_ = ::mkstemp(templ.data());
   if (fd_ < 0)

@@ -122,7 +122,7 @@ nlohmann::json LoraConfig::to_json() const {
   j["alpha_pattern"] = alpha_pattern;
   j["modules_to_save"] = nullptr;
   j["use_dora"] = false;
-  j["peft_version"] = "0.13.2";
+  // No "peft_version": PEFT before 0.13 rejects keys it does not know, and none requires it.
   return j;
 }
 

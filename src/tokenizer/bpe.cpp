@@ -200,7 +200,6 @@ class BpeTokenizer final : public Tokenizer {
   std::string unk_token, continuing_subword_prefix, end_of_word_suffix;
   SpecialAffixes affixes;
   MergeMap merges;
-  size_t merge_count = 0;
 
  private:
   bool normalize(std::string_view s, std::string& out) const;

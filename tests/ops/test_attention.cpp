@@ -283,20 +283,20 @@ void expect_grads_close(const Grads& a, const Grads& b, double abs, double rel) 
 }
 
 TEST(Attention, FusedMatchesNaiveAcrossManyTiles) {
-  // Several 64-row tiles with ragged ends, GQA, padding, a prefix, causal and not.
+  // Two 64-row tiles, the second ragged; GQA, padding, a prefix, causal and not.
   for (const bool causal : {true, false}) {
     AttnCase c{.name = "",
                .B = 2,
-               .Tq = 131,
-               .Tk = 131,
-               .H = 6,
+               .Tq = 70,
+               .Tk = 70,
+               .H = 4,
                .Hkv = 2,
                .D = 13,
                .causal = causal,
                .P = 5,
                .Bp = 2};
     c.key_mask.assign(size_t(c.B * c.Tk), 1);
-    for (int64_t j = 120; j < c.Tk; ++j) c.key_mask[size_t(c.Tk + j)] = 0;  // batch 1 padded
+    for (int64_t j = 61; j < c.Tk; ++j) c.key_mask[size_t(c.Tk + j)] = 0;  // batch 1 padded
     const AttentionTensors in = random_tensors(c, 3);
     const Tensor g = testing::to_tensor(testing::random_vec(size_t(in.q.numel()), 9), in.q.shape());
     expect_grads_close(fused_grads(c, in, g), naive_grads(c, in, g), tol::kReductionAbs,
@@ -465,21 +465,23 @@ TEST(Attention, NothingIsRecordedWithoutTrainableInputs) {
 }
 
 TEST(Attention, NoScoreMatrixIsAllocated) {
-  // T = 2048, H = 2: the scores would take 32 MiB; the fused forward + backward needs O(T·D).
-  const AttnCase c{.name = "", .B = 1, .Tq = 2048, .Tk = 2048, .H = 2, .Hkv = 1, .D = 8};
+  // T = 1024, H = 4: the scores would take 16 MiB, the fused forward + backward needs O(T·H·D)
+  // (D = 2 keeps the work small while the score matrix stays large).
+  const AttnCase c{.name = "", .B = 1, .Tq = 1024, .Tk = 1024, .H = 4, .Hkv = 2, .D = 2};
   const int64_t score_bytes = c.H * c.Tq * c.Tk * 4;
   const AttentionTensors in = random_tensors(c, 21);
   const Tensor g = testing::to_tensor(testing::random_vec(size_t(in.q.numel()), 22), in.q.shape());
   fused_grads(c, in, g);  // warm up (thread pools, allocator arenas)
   const int64_t fused = testing::peak_rss_growth([&] { fused_grads(c, in, g); });
   if (fused < 0) GTEST_SKIP() << "/proc offers no resettable peak RSS here";
-  EXPECT_LT(fused, score_bytes / 4);
+  EXPECT_LT(fused, score_bytes / 8) << "peak growth " << fused << " bytes";
   // The probe does see a score matrix when there is one.
   const int64_t naive = testing::peak_rss_growth([&] {
     Tensor out = Tensor::zeros(in.q.shape()), probs = Tensor::zeros({1, c.H, c.Tq, c.Tk});
     attention_naive_forward(in, options_for(c), out, probs);
   });
-  EXPECT_GE(naive, score_bytes * 3 / 4);  // allocator reuse of freed pages blurs it a little
+  // Allocator reuse of freed pages blurs the probe a little.
+  EXPECT_GE(naive, score_bytes * 3 / 4) << "peak growth " << naive << " bytes";
 }
 
 }  // namespace

@@ -256,13 +256,14 @@ TEST(CrossEntropy, LogitsNeverAllAlive) {
   fused();  // warm up (thread pools, allocator arenas)
   const int64_t grown = testing::peak_rss_growth(fused);
   if (grown < 0) GTEST_SKIP() << "/proc offers no resettable peak RSS here";
-  EXPECT_LT(grown, all_logits / 2);
+  EXPECT_LT(grown, all_logits / 2) << "peak growth " << grown << " bytes";
   // The probe does see a whole logits tensor when there is one.
   const int64_t unfused = testing::peak_rss_growth([&] {
     NoGradGuard no_grad;
     cross_entropy_from_logits(linear(constant(p.h), constant(p.w)), p.targets);
   });
-  EXPECT_GE(unfused, all_logits * 3 / 4);  // allocator reuse of freed pages blurs it a little
+  // Allocator reuse of freed pages blurs the probe a little.
+  EXPECT_GE(unfused, all_logits * 3 / 4) << "peak growth " << unfused << " bytes";
 }
 
 }  // namespace
