@@ -465,16 +465,16 @@ TEST(Attention, NothingIsRecordedWithoutTrainableInputs) {
 }
 
 TEST(Attention, NoScoreMatrixIsAllocated) {
-  // T = 1024, H = 4: the scores would take 16 MiB, the fused forward + backward needs O(T·H·D)
-  // (D = 2 keeps the work small while the score matrix stays large).
-  const AttnCase c{.name = "", .B = 1, .Tq = 1024, .Tk = 1024, .H = 4, .Hkv = 2, .D = 2};
+  // T = 2048: one head's scores would take 16 MiB, the fused forward + backward needs O(T·D)
+  // (D = 2 keeps the work small while the score matrix stays large). No warm-up: thread pools
+  // and allocator arenas cost well under the bound.
+  const AttnCase c{.name = "", .B = 1, .Tq = 2048, .Tk = 2048, .H = 1, .Hkv = 1, .D = 2};
   const int64_t score_bytes = c.H * c.Tq * c.Tk * 4;
   const AttentionTensors in = random_tensors(c, 21);
   const Tensor g = testing::to_tensor(testing::random_vec(size_t(in.q.numel()), 22), in.q.shape());
-  fused_grads(c, in, g);  // warm up (thread pools, allocator arenas)
   const int64_t fused = testing::peak_rss_growth([&] { fused_grads(c, in, g); });
   if (fused < 0) GTEST_SKIP() << "/proc offers no resettable peak RSS here";
-  EXPECT_LT(fused, score_bytes / 8) << "peak growth " << fused << " bytes";
+  EXPECT_LT(fused, score_bytes / 4) << "peak growth " << fused << " bytes";
   // The probe does see a score matrix when there is one.
   const int64_t naive = testing::peak_rss_growth([&] {
     Tensor out = Tensor::zeros(in.q.shape()), probs = Tensor::zeros({1, c.H, c.Tq, c.Tk});

@@ -253,7 +253,6 @@ TEST(CrossEntropy, LogitsNeverAllAlive) {
     Tape tape;
     tape.backward(cross_entropy(h, w, p.targets));
   };
-  fused();  // warm up (thread pools, allocator arenas)
   const int64_t grown = testing::peak_rss_growth(fused);
   if (grown < 0) GTEST_SKIP() << "/proc offers no resettable peak RSS here";
   EXPECT_LT(grown, all_logits / 2) << "peak growth " << grown << " bytes";
