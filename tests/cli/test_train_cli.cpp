@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 class TrainCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fresh_dir("train_cli");
+    // ctest runs each test in its own process, two at a time: one folder per process.
+    dir_ = fresh_dir("train_cli_" + std::to_string(::getpid()));
     const std::string demo = std::string(PEFT_SOURCE_DIR) + "/data/demo";
     auto r = run_peft("init --arch qwen2 --preset tiny --seed 1 --vocab-from " + demo + " --out " +
                       dir_ + "/model");
