@@ -70,7 +70,13 @@ TEST_F(TrainCli, LoraTrainEvalMergeAgree) {
   auto gen = run_peft("generate --model " + dir_ + "/model --adapter " + out +
                       " --prompt 'What sound does a cow make?' --max-new-tokens 4 --json");
   ASSERT_EQ(gen.status, 0) << gen.err;
-  EXPECT_EQ(json_of(gen)["ids"].size(), 4u);
+  // Four new tokens, or fewer when the model emitted its end token.
+  const auto g = json_of(gen);
+  ASSERT_GE(g["ids"].size(), 1u);
+  if (g["stopped_at_end_token"].get<bool>())
+    EXPECT_LE(g["ids"].size(), 4u);
+  else
+    EXPECT_EQ(g["ids"].size(), 4u);
 }
 
 TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
