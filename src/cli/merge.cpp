@@ -58,11 +58,7 @@ int run_merge(const MergeArgs& a) {
   nlohmann::json config = hf_config_to_json(model.config());
   config["torch_dtype"] = out_dtype == DType::BF16 ? "bfloat16" : "float32";
   write_json_atomic(join_path(a.out, "config.json"), config);
-  for (const char* f :
-       {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
-        "vocab.txt", "special_tokens_map.json", "generation_config.json"})
-    if (file_exists(join_path(a.model, f)))
-      write_file_atomic(join_path(a.out, f), read_text_file(join_path(a.model, f)));
+  copy_tokenizer_files(a.model, a.out);
   if (a.json) {
     nlohmann::ordered_json out{
         {"out", a.out}, {"merged_modules", branches.size()}, {"dtype", dtype_name(out_dtype)}};

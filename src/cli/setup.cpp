@@ -38,6 +38,14 @@ double peak_rss_mb() {
   return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
+void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir) {
+  for (const char* f :
+       {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
+        "vocab.txt", "special_tokens_map.json", "generation_config.json"})
+    if (file_exists(join_path(from_dir, f)))
+      write_file_atomic(join_path(to_dir, f), read_text_file(join_path(from_dir, f)));
+}
+
 void append_yaml_config(const std::string& path, const CLI::App& app,
                         std::vector<std::string>& args) {
   YAML::Node root;

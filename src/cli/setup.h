@@ -31,6 +31,10 @@ std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string
 
 double peak_rss_mb();
 
+// Copies the tokenizer and generation files a model folder holds (tokenizer.json, vocab files,
+// tokenizer_config.json, ...) into another folder, atomically each.
+void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir);
+
 // Reads a YAML run config (a map of flag names without "--" to values) and appends, for every key
 // not already given on the command line, "--key value" to args. Lists become comma-joined
 // values; booleans true become bare flags. Errors name the file and key.

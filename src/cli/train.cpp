@@ -9,8 +9,8 @@
 #include "cli/command.h"
 #include "cli/setup.h"
 #include "io/files.h"
-#include "models/registry.h"
 #include "io/safetensors.h"
+#include "models/registry.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
@@ -113,11 +113,7 @@ void save_model_folder(const std::string& dir, const Model& model, const ParamSt
   nlohmann::json config = hf_config_to_json(model.config());
   config["torch_dtype"] = "float32";
   write_json_atomic(join_path(dir, "config.json"), config);
-  for (const char* f :
-       {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
-        "vocab.txt", "special_tokens_map.json", "generation_config.json"})
-    if (file_exists(join_path(source_dir, f)))
-      write_file_atomic(join_path(dir, f), read_text_file(join_path(source_dir, f)));
+  copy_tokenizer_files(source_dir, dir);
 }
 
 int run_train(const TrainArgs& a) {
