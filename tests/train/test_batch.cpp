@@ -14,7 +14,7 @@ std::vector<Example> examples(std::vector<int> lengths) {
   for (int len : lengths) {
     std::vector<int32_t> ids;
     for (int i = 0; i < len; ++i) ids.push_back(next++);
-    out.push_back(Example{ids, ids});
+    out.push_back(Example{ids, ids, {}, 0});
   }
   return out;
 }

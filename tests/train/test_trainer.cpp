@@ -59,7 +59,7 @@ std::vector<Example> sequences(int count, int len) {
     std::vector<int32_t> ids;
     int32_t t = i % kVocab;
     for (int k = 0; k < len - (i % 3); ++k, t = (t + 3) % kVocab) ids.push_back(t);
-    out.push_back(Example{ids, ids});
+    out.push_back(Example{ids, ids, {}, 0});
   }
   return out;
 }
