@@ -16,6 +16,7 @@ start=$(date +%s)
 step() { printf '\n== %s\n' "$*" >&2; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1" 2>/dev/null ||
   sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
+quote() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1" 2>/dev/null || printf '%q' "$1"; }
 PROMPT=$(printf 'What sound does a cow make?\n\nX')
 PROMPT=${PROMPT%X}  # the instruction format ends with a blank line; $(...) would strip it
 
@@ -27,7 +28,7 @@ step "2/6 continued pre-training on $DATA/pretrain.jsonl (full fine-tuning)"
   --epochs 40 --batch-size 4 --lr 3e-3 --warmup-steps 10 --scheduler cosine --json > "$OUT/base.json"
 
 step "3/6 before LoRA: evaluate and generate"
-before=$("$PEFT" eval --model "$OUT/base" --data "$DATA/eval.jsonl" --json | json_field loss)
+eval_before=$("$PEFT" eval --model "$OUT/base" --data "$DATA/eval.jsonl" --json)
 gen_before=$("$PEFT" generate --model "$OUT/base" --prompt "$PROMPT" --max-new-tokens 12 --json | json_field text)
 
 step "4/6 LoRA on $DATA/train.jsonl (all linear layers, r 16)"
@@ -35,24 +36,28 @@ step "4/6 LoRA on $DATA/train.jsonl (all linear layers, r 16)"
   --epochs 25 --batch-size 8 --lr 5e-3 --target-modules all-linear --r 16 --lora-alpha 32 --json > "$OUT/lora.json"
 
 step "5/6 after LoRA: evaluate and generate with the adapter"
-after=$("$PEFT" eval --model "$OUT/base" --adapter "$OUT/lora" --data "$DATA/eval.jsonl" --json | json_field loss)
+eval_after=$("$PEFT" eval --model "$OUT/base" --adapter "$OUT/lora" --data "$DATA/eval.jsonl" --json)
 gen_after=$("$PEFT" generate --model "$OUT/base" --adapter "$OUT/lora" --prompt "$PROMPT" --max-new-tokens 12 --json | json_field text)
 
 step "6/6 merge the adapter into the base: a plain Hugging Face folder"
 "$PEFT" merge --model "$OUT/base" --adapter "$OUT/lora" --out "$OUT/merged" >/dev/null
-merged=$("$PEFT" eval --model "$OUT/merged" --data "$DATA/eval.jsonl" --json | json_field loss)
+eval_merged=$("$PEFT" eval --model "$OUT/merged" --data "$DATA/eval.jsonl" --json)
+score() { printf 'loss %.4f, token accuracy %.3f' "$(json_field loss <<<"$1")" "$(json_field token_accuracy <<<"$1")"; }
 
 cat <<SUMMARY
 
 peft.cpp demo finished in $(( $(date +%s) - start )) s
-  eval loss (nats/token) on $DATA/eval.jsonl: before LoRA $before, after $after, merged model $merged
-  prompt:            $(printf '%q' "$PROMPT")
-  before LoRA:       $(printf '%q' "$gen_before")
-  with the adapter:  $(printf '%q' "$gen_after")
+  on $DATA/eval.jsonl (loss in nats/token over the answers):
+    before LoRA:       $(score "$eval_before")
+    with the adapter:  $(score "$eval_after")
+    merged model:      $(score "$eval_merged")
+  prompt:              $(quote "$PROMPT")
+    before LoRA:       $(quote "$gen_before")
+    with the adapter:  $(quote "$gen_after")
 written:
   $OUT/random/  the random tiny model (config.json, model.safetensors, tokenizer)
   $OUT/base/    after continued pre-training (metrics.jsonl, loss.svg)
-  $OUT/lora/    the LoRA adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors,
-                metrics.jsonl, loss.svg)
+  $OUT/lora/    the LoRA adapter in PEFT's layout (adapter_config.json, adapter_model.safetensors),
+                with metrics.jsonl and loss.svg
   $OUT/merged/  base + adapter folded into one Hugging Face model folder
 SUMMARY

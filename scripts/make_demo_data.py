@@ -21,6 +21,12 @@ COLOURS = [("red", "blue", "purple"), ("blue", "yellow", "green"), ("red", "yell
 NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
+# ChatML without a default system turn, so `peft generate --chat` works on the demo model.
+CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+                 " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                 "{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
 def records():
     train, evaluation = [], []
     for i, (animal, sound) in enumerate(ANIMALS):
@@ -64,14 +70,14 @@ def main():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>"],
+    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(corpus, trainer)
     tok.save(os.path.join(OUT, "tokenizer.json"))
     with open(os.path.join(OUT, "tokenizer_config.json"), "w") as f:
         json.dump({"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "bos_token": None,
                    "add_bos_token": False, "model_max_length": 512,
-                   "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
+                   "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": CHAT_TEMPLATE}, f, indent=2)
         f.write("\n")
     print(f"wrote {len(train)} training and {len(evaluation)} evaluation records, vocabulary {tok.get_vocab_size()}")
 

@@ -46,14 +46,15 @@ int run_eval(const EvalArgs& a) {
     out["loss"] = r.loss;
     out["ppl"] = r.ppl;
     out["tokens"] = r.tokens;
+    out["token_accuracy"] = r.token_accuracy;
     out["records"] = records.size();
     out["load_seconds"] = load_s;
     out["eval_seconds"] = eval_s;
     out["peak_rss_mb"] = peak_rss_mb();
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("loss %.6f  ppl %.4f  tokens %lld\n", r.loss, r.ppl,
-                static_cast<long long>(r.tokens));
+    std::printf("loss %.6f  ppl %.4f  tokens %lld  token accuracy %.4f\n", r.loss, r.ppl,
+                static_cast<long long>(r.tokens), r.token_accuracy);
   }
   return 0;
 }
@@ -72,7 +73,8 @@ Runner setup_eval(CLI::App& app) {
          "--base-dtype", a->base_dtype,
          "convert the frozen matrices at load: f32, bf16, q8_0 or q4_0 (default: as stored)")
       ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}));
-  app.add_flag("--json", a->json, "print {\"loss\", \"ppl\", \"tokens\"} as one JSON object");
+  app.add_flag("--json", a->json,
+               "print {\"loss\", \"ppl\", \"tokens\", \"token_accuracy\"} as one JSON object");
   return [a]() { return run_eval(*a); };
 }
 

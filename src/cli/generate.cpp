@@ -92,16 +92,21 @@ int run_generate(const GenerateArgs& a) {
     out["prompt_tokens"] = ids.size();
     out["stopped_at_end_token"] = r.stopped;
   };
+  auto print_json = [&] {
+    std::printf("%s\n", out.dump().c_str());
+    std::fflush(stdout);
+  };
   if (!a.prompt.empty()) {
     turn(a.prompt);
-  } else {  // interactive chat: one user turn per line of standard input
+    if (a.json) print_json();
+  } else {  // interactive chat: one user turn per line of standard input, one JSON line per turn
     if (stderr_is_terminal()) std::fprintf(stderr, "chat: type a message, Ctrl-D ends\n");
     for (std::string line; std::getline(std::cin, line);) {
       if (line.empty()) continue;
       turn(line);
+      if (a.json) print_json();
     }
   }
-  if (a.json && out.contains("text")) std::printf("%s\n", out.dump().c_str());
   return 0;
 }
 

@@ -144,7 +144,11 @@ int run_train(const TrainArgs& a) {
   batching.shifted = model.is_causal_lm();
   batching.pad_id =
       loaded.tokenizer && loaded.tokenizer->pad_id() >= 0 ? loaded.tokenizer->pad_id() : 0;
+  const size_t train_records = train_examples.size();
   BatchBuilder train_data(std::move(train_examples), batching);
+  if (human && a.packing)
+    std::fprintf(stderr, "packed %zu records into %zu rows of up to %lld tokens\n", train_records,
+                 train_data.num_examples(), (long long)a.max_len);
   BatchingOptions eval_batching = batching;
   eval_batching.shuffle = false;
   eval_batching.packing = false;
@@ -186,6 +190,10 @@ int run_train(const TrainArgs& a) {
     in.input_ids = b.input_ids;
     in.attention_mask = b.attention_mask;
     in.token_type_ids = b.token_type_ids;
+    if (b.segment_ids.defined()) {  // packed rows: positions restart, attention stays in a record
+      in.position_ids = b.positions;
+      in.segment_ids = b.segment_ids;
+    }
     Var hidden = model.forward(in, hooks.empty() ? nullptr : &hooks);
     CrossEntropyOptions o;
     o.normaliser = normaliser;

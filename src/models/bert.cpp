@@ -5,6 +5,8 @@
 //               x = LayerNorm(gelu(x·W1ᵀ + b1)·W2ᵀ + b2 + x)          (GELU with erf)
 //   MLM head:   t = LayerNorm(gelu(x·Wtᵀ + bt));  logits = t·wordᵀ + bias (decoder tied to word)
 // Checkpoints with or without the "bert." prefix and with gamma / beta LayerNorm names load alike.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "models/families.h"
@@ -96,18 +98,19 @@ class Bert final : public Model {
     Var x = embedding(word_, ids);
     if (hooks) x = hooks->input_embeddings(x);
     const int64_t Tt = x->value.dim(1), P = Tt - T;
-    if (Tt > c.max_position_embeddings)
-      fail("sequence of {} tokens exceeds max_position_embeddings {}", Tt,
-           c.max_position_embeddings);
     // Token types: P zeros for virtual tokens (as PEFT pads them), then the batch's own.
     Tensor types = Tensor::zeros({B, Tt}, DType::I32);
     if (in.token_type_ids.defined())
       for (int64_t b = 0; b < B; ++b)
         for (int64_t t = 0; t < T; ++t)
           types.data<int32_t>()[b * Tt + P + t] = in.token_type_ids.data<int32_t>()[b * T + t];
-    std::vector<int32_t> pos(static_cast<size_t>(Tt));
-    for (int64_t t = 0; t < Tt; ++t) pos[size_t(t)] = int32_t(t);
-    x = add(x, embedding(position_, Tensor::from_vector_i32(pos, {Tt})));
+    const Tensor positions = token_positions(in, P, 0);
+    const int32_t* pos = positions.data<int32_t>();
+    const int32_t last = positions.numel() ? *std::max_element(pos, pos + positions.numel()) : 0;
+    if (last >= c.max_position_embeddings)
+      fail("sequence of {} tokens exceeds max_position_embeddings {}", int64_t(last) + 1,
+           c.max_position_embeddings);
+    x = add(x, embedding(position_, positions));
     x = add(x, embedding(token_type_, types));
     const float eps = float(c.layer_norm_eps);
     x = dropout_if_training(layer_norm(x, embed_norm_.weight, embed_norm_.bias, eps),
@@ -115,6 +118,7 @@ class Bert final : public Model {
 
     AttentionOptions opts;
     opts.causal = false;
+    opts.segment_ids = token_segments(in, P);
     if (in.attention_mask.defined()) {
       Tensor mask = Tensor::zeros({B, Tt}, DType::I32);
       for (int64_t b = 0; b < B; ++b)

@@ -118,6 +118,14 @@ class Decoder final : public Model {
       mask = cache->append_mask(mask, Tt);
     }
     const float theta = float(c.rope_theta), eps = float(c.rms_norm_eps);
+    // Explicit positions (packed records restart at 0) go through the position table; the
+    // common case rotates by start + t directly.
+    const Tensor positions = in.position_ids.defined() ? token_positions(in, P, start) : Tensor();
+    const Tensor segments = token_segments(in, P);
+    PEFT_CHECK(!segments.defined() || !cache, "packed rows (segment_ids) cannot use a KV cache");
+    auto rotate = [&](const Var& t) {
+      return positions.defined() ? rope(t, positions, theta) : rope(t, start, theta);
+    };
     for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
       Layer& L = layers_[size_t(i)];
       Var h = rms_norm(x, L.ln1, eps);
@@ -132,8 +140,8 @@ class Decoder final : public Model {
         k = project(h, L.k, hooks);
         v = project(h, L.v, hooks);
       }
-      q = rope(reshape(q, {B, Tt, H, D}), start, theta);
-      k = rope(reshape(k, {B, Tt, Hkv, D}), start, theta);
+      q = rotate(reshape(q, {B, Tt, H, D}));
+      k = rotate(reshape(k, {B, Tt, Hkv, D}));
       v = reshape(v, {B, Tt, Hkv, D});
       if (cache) {
         auto [K, V] = cache->append(int(i), k->value, v->value);
@@ -143,6 +151,7 @@ class Decoder final : public Model {
       AttentionOptions opts;
       opts.causal = true;
       opts.key_mask = mask;
+      opts.segment_ids = segments;
       std::optional<KvPrefix> prefix = hooks ? hooks->kv_prefix(int(i), B) : std::nullopt;
       Var a =
           prefix ? attention(q, k, v, opts, prefix->key, prefix->value) : attention(q, k, v, opts);

@@ -13,7 +13,7 @@ EvalResult evaluate_records(Model& model, const std::vector<TokenRecord>& record
   PEFT_CHECK(batch_size > 0, "batch size {}", batch_size);
   NoGradGuard no_grad;
   double sum = 0;
-  int64_t count = 0;
+  int64_t count = 0, top1 = 0;
   for (size_t begin = 0; begin < records.size(); begin += size_t(batch_size)) {
     const size_t end = std::min(records.size(), begin + size_t(batch_size));
     const int64_t B = int64_t(end - begin);
@@ -47,11 +47,13 @@ EvalResult evaluate_records(Model& model, const std::vector<TokenRecord>& record
     model.loss(hidden, labels, {}, &stats);
     sum += stats.sum;
     count += stats.count;
+    top1 += stats.top1;
   }
   EvalResult r;
   r.tokens = count;
   r.loss = count ? sum / double(count) : 0.0;
   r.ppl = std::exp(r.loss);
+  r.token_accuracy = count ? double(top1) / double(count) : 0.0;
   return r;
 }
 

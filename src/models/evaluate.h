@@ -23,9 +23,10 @@ struct TokenRecord {
 };
 
 struct EvalResult {
-  double loss = 0;     // Σ NLL / tokens (nats)
-  double ppl = 0;      // exp(loss)
-  int64_t tokens = 0;  // scored tokens
+  double loss = 0;            // Σ NLL / tokens (nats)
+  double ppl = 0;             // exp(loss)
+  int64_t tokens = 0;         // scored tokens
+  double token_accuracy = 0;  // fraction of scored tokens that are the model's argmax (top-1)
 };
 
 // Scores every record in batches of batch_size (right-padded, padding masked and unscored).

@@ -64,6 +64,33 @@ Var Model::dropout_if_training(const Var& x, float p) {
   return dropout(x, p, *dropout_rng_);
 }
 
+Tensor Model::token_positions(const ModelInputs& in, int64_t P, int64_t offset) {
+  const int64_t B = in.input_ids.dim(0), T = in.input_ids.dim(1);
+  const bool given = in.position_ids.defined();
+  if (given)
+    PEFT_CHECK(in.position_ids.dtype() == DType::I32 && in.position_ids.ndim() == 2 &&
+                   in.position_ids.dim(0) == B && in.position_ids.dim(1) == T,
+               "position_ids must be i32 [{}, {}], got {}", B, T, in.position_ids.describe());
+  Tensor out = Tensor::zeros({B, P + T}, DType::I32);
+  int32_t* pos = out.data<int32_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < P + T; ++t)
+      pos[b * (P + T) + t] = int32_t(
+          offset + (t < P || !given ? t : P + in.position_ids.data<int32_t>()[b * T + t - P]));
+  return out;
+}
+
+Tensor Model::token_segments(const ModelInputs& in, int64_t P) {
+  if (!in.segment_ids.defined()) return Tensor();
+  const Tensor& s = in.segment_ids;
+  PEFT_CHECK(s.dtype() == DType::I32 && s.ndim() == 2 && s.dim(0) == in.input_ids.dim(0) &&
+                 s.dim(1) == in.input_ids.dim(1),
+             "segment_ids must be i32 shaped like input_ids {}, got {}", in.input_ids.describe(),
+             s.describe());
+  if (P > 0) fail("packed rows (segment_ids) cannot take {} virtual tokens in front", P);
+  return s;
+}
+
 std::vector<LinearSite> Model::linear_sites() const {
   std::vector<LinearSite> out;
   for (const LinearWeights* w : sites_) out.push_back(w->site);

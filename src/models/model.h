@@ -24,11 +24,15 @@ namespace peft {
 
 struct ArchSpec;
 
-// One batch. Sequences are right-padded: attention_mask 1 on tokens, 0 on padding.
+// One batch. Sequences are right-padded: attention_mask 1 on tokens, 0 on padding. Packed rows
+// (several records in one row) give each token its position within its record and a segment id
+// per record: attention never crosses segments.
 struct ModelInputs {
   Tensor input_ids;       // i32 [B, T]
   Tensor attention_mask;  // optional i32 [B, T]; undefined = every token valid
   Tensor token_type_ids;  // optional i32 [B, T] (BERT); undefined = all 0
+  Tensor position_ids;    // optional i32 [B, T]; undefined = 0, 1, 2, ... (after any cache)
+  Tensor segment_ids;     // optional i32 [B, T]; undefined = one segment per row
 };
 
 // A weight projection: its site (HF module name, used by the hooks) and its frozen weights.
@@ -108,6 +112,12 @@ class Model {
   // The name -> weight table the family fills when building (tied weights appear once).
   Var& weight(const std::string& name);
   Var dropout_if_training(const Var& x, float p);
+  // Positions [B, P + T] of the tokens after P virtual tokens: the virtual tokens take
+  // offset + 0 .. P − 1 and the batch's tokens offset + P + position_ids (or + t without them).
+  static Tensor token_positions(const ModelInputs& in, int64_t P, int64_t offset);
+  // in.segment_ids checked against input_ids (undefined when absent). Virtual tokens would
+  // belong to no record, so packed rows cannot have them (P must be 0).
+  static Tensor token_segments(const ModelInputs& in, int64_t P);
   // The hooks of the last forward: the head (BERT's transform.dense) runs through them too.
   ModelHooks* hooks_ = nullptr;
 

@@ -29,11 +29,12 @@ std::vector<int64_t> active_rows(const Tensor& targets, int64_t n, int64_t vocab
   return rows;
 }
 
-// One row of logits z [V] with target t: returns ℓ = logsumexp(z) − z[t]; when want_grad,
-// overwrites z with grad_scale · (softmax(z) − onehot(t)).
-double row_loss(float* z, int64_t vocab, int32_t t, float grad_scale, bool want_grad) {
+// One row of logits z [V] with target t: returns ℓ = logsumexp(z) − z[t] and sets top1 when t is
+// argmax z; when want_grad, overwrites z with grad_scale · (softmax(z) − onehot(t)).
+double row_loss(float* z, int64_t vocab, int32_t t, float grad_scale, bool want_grad, bool& top1) {
   const float zt = z[t];
   const float m = row_max(z, vocab);
+  top1 = zt == m && std::find(z, z + t, m) == z + t;
   float* e = want_grad ? z : nullptr;
   double s;
   if (e) {
@@ -77,17 +78,24 @@ CrossEntropyStats cross_entropy_forward(const Tensor& hidden, const Tensor& weig
   // Chunk buffers: gathered hidden rows, logits (then dlogits in place), dh rows, row losses.
   std::vector<float> hc(size_t(chunk * C)), z(size_t(chunk * V)), dhc(dh ? size_t(chunk * C) : 0);
   std::vector<double> loss(static_cast<size_t>(chunk));
+  std::vector<char> top1(static_cast<size_t>(chunk));
   for (int64_t r0 = 0; r0 < int64_t(rows.size()); r0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, int64_t(rows.size()) - r0);
     for (int64_t i = 0; i < n; ++i)
       std::memcpy(&hc[size_t(i * C)], ph + rows[size_t(r0 + i)] * C, size_t(C) * 4);
     matmul_x_wt(hc.data(), n, weight, z.data(), 0.0f);  // z = hc · Wᵀ
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i)
+    for (int64_t i = 0; i < n; ++i) {
+      bool hit = false;
       loss[size_t(i)] =
-          row_loss(&z[size_t(i * V)], V, t[rows[size_t(r0 + i)]], grad_scale, want_grad);
-    for (int64_t i = 0; i < n; ++i) stats.sum += loss[size_t(i)];  // in row order: deterministic
-    if (dh) {                                                      // dh rows += dz · W
+          row_loss(&z[size_t(i * V)], V, t[rows[size_t(r0 + i)]], grad_scale, want_grad, hit);
+      top1[size_t(i)] = hit;
+    }
+    for (int64_t i = 0; i < n; ++i) {  // in row order: deterministic
+      stats.sum += loss[size_t(i)];
+      stats.top1 += top1[size_t(i)];
+    }
+    if (dh) {  // dh rows += dz · W
       matmul_dy_w(z.data(), n, weight, dhc.data(), 0.0f);
       float* pd = dh->data<float>();
       for (int64_t i = 0; i < n; ++i) {
@@ -115,6 +123,7 @@ CrossEntropyStats cross_entropy_logits_forward(const Tensor& logits, const Tenso
   const float* pz = logits.data<float>();
   float* pd = dlogits ? dlogits->data<float>() : nullptr;
   std::vector<double> loss(rows.size());
+  std::vector<char> top1(rows.size());
 #pragma omp parallel
   {
     std::vector<float> z(static_cast<size_t>(V));
@@ -122,12 +131,15 @@ CrossEntropyStats cross_entropy_logits_forward(const Tensor& logits, const Tenso
     for (int64_t i = 0; i < int64_t(rows.size()); ++i) {
       const int64_t r = rows[size_t(i)];
       std::memcpy(z.data(), pz + r * V, size_t(V) * 4);
-      loss[size_t(i)] = row_loss(z.data(), V, t[r], grad_scale, pd != nullptr);
+      bool hit = false;
+      loss[size_t(i)] = row_loss(z.data(), V, t[r], grad_scale, pd != nullptr, hit);
+      top1[size_t(i)] = hit;
       if (pd)
         for (int64_t j = 0; j < V; ++j) pd[r * V + j] += z[size_t(j)];
     }
   }
   for (double l : loss) stats.sum += l;
+  for (char h : top1) stats.top1 += h;
   return stats;
 }
 

@@ -24,6 +24,7 @@ struct CrossEntropyOptions {
 struct CrossEntropyStats {
   double sum = 0;     // Σ ℓ_i over non-ignored targets
   int64_t count = 0;  // number of non-ignored targets
+  int64_t top1 = 0;   // of those, how many are the row's argmax (first index on ties, as torch)
 };
 
 // hidden [N, C] (or [..., C]); weight [V, C] stored f32, bf16, f16, q8_0 or q4_0 (a trainable one

@@ -25,13 +25,15 @@ inline std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-// Runs PEFT_BINARY with `args` (a shell-quoted string) in a shell.
-inline CommandResult run_peft(const std::string& args) {
+// Runs PEFT_BINARY with `args` (a shell-quoted string) in a shell; standard input from
+// `stdin_path` (default: empty).
+inline CommandResult run_peft(const std::string& args,
+                              const std::string& stdin_path = "/dev/null") {
   static int counter = 0;
   const std::string base = ::testing::TempDir() + "/peft_cli_" + std::to_string(::getpid()) + "_" +
                            std::to_string(counter++);
-  const std::string cmd =
-      std::string(PEFT_BINARY) + " " + args + " >" + base + ".out 2>" + base + ".err </dev/null";
+  const std::string cmd = std::string(PEFT_BINARY) + " " + args + " >" + base + ".out 2>" + base +
+                          ".err <" + stdin_path;
   const int raw = std::system(cmd.c_str());
   CommandResult r;
   if (WIFEXITED(raw))

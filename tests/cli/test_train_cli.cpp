@@ -4,7 +4,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <sstream>
 
 #include "cli_run.h"
 
@@ -79,6 +83,45 @@ TEST_F(TrainCli, LoraTrainEvalMergeAgree) {
     EXPECT_EQ(g["ids"].size(), 4u);
 }
 
+TEST_F(TrainCli, PackingTrainsOnFewerRows) {
+  auto r = run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + dir_ +
+                    "/packed --packing --max-len 128 --batch-size 2 --max-steps 3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("packed 47 records into "), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ + "/packed/adapter_model.safetensors"));
+}
+
+// Interactive chat: one user turn per stdin line (blank lines skipped), one JSON line per turn,
+// and each prompt holds the whole conversation so far in the ChatML template.
+TEST_F(TrainCli, ChatReadsTurnsFromStdinAndKeepsTheHistory) {
+  const std::string turns = dir_ + "/turns.txt";
+  std::ofstream(turns) << "What sound does a cow make?\n\nAnd a dog?\n";
+  auto r = run_peft("generate --model " + dir_ + "/model --chat --max-new-tokens 3 --json", turns);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::vector<nlohmann::json> replies;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) replies.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(replies.size(), 2u) << r.out;
+  // Token count of a text segment (ChatML encodes the segments between special tokens apart).
+  auto count = [&](const std::string& text) {
+    const std::string file = dir_ + "/segment.txt";
+    std::ofstream(file, std::ios::binary) << text;
+    auto t =
+        run_peft("tokenize --model " + dir_ + "/model --no-special-tokens --json --file " + file);
+    EXPECT_EQ(t.status, 0) << t.err;
+    return nlohmann::json::parse(last_line(t.out))["ids"].size();
+  };
+  // Turn 1: <|im_start|>user\n{q}<|im_end|>\n <|im_start|>assistant\n (no default system turn).
+  const size_t first = replies[0]["prompt_tokens"].get<size_t>();
+  EXPECT_EQ(first, 1 + count("user\nWhat sound does a cow make?") + 1 + count("\n") + 1 +
+                       count("assistant\n"));
+  // Turn 2: the generation prompt became the reply, closed by <|im_end|>\n, then the new turn.
+  const std::string reply = replies[0]["text"].get<std::string>();
+  EXPECT_EQ(replies[1]["prompt_tokens"].get<size_t>(),
+            first - count("assistant\n") + count("assistant\n" + reply) + 1 + count("\n") + 1 +
+                count("user\nAnd a dog?") + 1 + count("\n") + 1 + count("assistant\n"));
+}
+
 TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
   const std::string common =
       "train --model " + dir_ + "/model --data " + data_ +
@@ -136,6 +179,63 @@ TEST_F(TrainCli, BadInputGetsOneErrorLineAndExitOne) {
   r = run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + dir_ +
                "/x --method nonsense");
   EXPECT_NE(r.status, 0);
+}
+
+// Reverse four of eight symbols, each answer symbol then moved on by `shift` (mod 8):
+// {"input_ids": [a b c d SEP d' c' b' a']}, loss on the answer only. Distinct records from a
+// seeded generator; the first `train` go to PREFIX_train.jsonl, the rest to PREFIX_eval.jsonl.
+void write_reversal_data(const std::string& prefix, int shift, int train, int held_out) {
+  std::mt19937 rng(7);
+  std::set<std::vector<int>> seen;
+  std::ofstream tr(prefix + "_train.jsonl"), ev(prefix + "_eval.jsonl");
+  for (int n = 0; n < train + held_out;) {
+    std::vector<int> s(4);
+    for (int& x : s) x = int(rng() % 8);
+    if (!seen.insert(s).second) continue;
+    nlohmann::json ids, labels = {-100, -100, -100, -100, -100};
+    for (int x : s) ids.push_back(10 + x);
+    ids.push_back(3);
+    for (int i = 3; i >= 0; --i) {
+      const int answer = 10 + (s[size_t(i)] + shift) % 8;
+      ids.push_back(answer);
+      labels.push_back(answer);
+    }
+    (n++ < train ? tr : ev) << nlohmann::json{{"input_ids", ids}, {"labels", labels}}.dump()
+                            << "\n";
+  }
+}
+
+// A tiny random decoder learns to reverse (a task that needs attention by position) to > 95%
+// top-1 token accuracy on held-out records by full fine-tuning; then a LoRA adapter on the
+// default q_proj / v_proj teaches that model a new task (reverse, then the next symbol) to > 95%.
+TEST(TrainCliToyTask, TinyModelLearnsToReverseAndLoraLearnsANewTask) {
+  const std::string dir = fresh_dir("toy_reverse_" + std::to_string(::getpid()));
+  write_reversal_data(dir + "/reverse", 0, 800, 100);
+  write_reversal_data(dir + "/next", 1, 800, 100);
+  ASSERT_EQ(run_peft("init --arch qwen2 --preset tiny --seed 1 --out " + dir + "/model").status, 0);
+  auto accuracy = [&](const std::string& model, const std::string& task) {
+    auto r = run_peft("eval --model " + dir + model + " --data " + dir + "/" + task +
+                      "_eval.jsonl --json");
+    EXPECT_EQ(r.status, 0) << r.err;
+    return nlohmann::json::parse(last_line(r.out))["token_accuracy"].get<double>();
+  };
+  auto train = [&](const std::string& args, const std::string& task, int steps) {
+    auto r = run_peft("train " + args + " --data " + dir + "/" + task +
+                      "_train.jsonl --batch-size 16 --scheduler cosine --warmup-steps 10 "
+                      "--seed 1 --json");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(last_line(r.out))["steps"], steps);
+  };
+  EXPECT_LT(accuracy("/model", "reverse"), 0.2);  // chance: 1 in 8
+  train("--model " + dir + "/model --method full --epochs 6 --lr 3e-3 --out " + dir + "/reverser",
+        "reverse", 300);
+  EXPECT_GT(accuracy("/reverser", "reverse"), 0.95);
+
+  EXPECT_LT(accuracy("/reverser", "next"), 0.2);
+  train("--model " + dir + "/reverser --r 16 --lora-alpha 32 --epochs 4 --lr 1e-2 --out " + dir +
+            "/next_lora",
+        "next", 200);
+  EXPECT_GT(accuracy("/reverser --adapter " + dir + "/next_lora", "next"), 0.95);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "models/registry.h"
 #include "ops/elementwise.h"
 #include "testing.h"
+#include "train/batch.h"
 
 namespace peft {
 namespace {
@@ -374,6 +375,95 @@ TEST(Models, TokenLogitsPickRowsAndVocab) {
     EXPECT_NEAR(some[1], all[5 * 512 + 300], 1e-5);
     EXPECT_NEAR(some[3], all[2 * 512 + 300], 1e-5);
   }
+}
+
+// Packing: records concatenated in one row, with positions restarting at 0 and attention kept
+// within each record, give every record the logits, loss and gradients it has alone.
+TEST(Models, PackedRecordsEqualTheRecordsAlone) {
+  for (const char* arch : kArchs) {
+    SCOPED_TRACE(arch);
+    auto m = load_model(tiny_model(arch));
+    ParamStore params;
+    m->make_trainable(params);
+    std::vector<Example> records;
+    for (size_t n : {6u, 9u, 5u}) {
+      Example e;
+      e.input_ids = random_ids(n, 40 + n);
+      e.labels = e.input_ids;
+      records.push_back(e);
+    }
+    BatchBuilder builder(records, {.batch_size = 2,
+                                   .max_len = 16,
+                                   .packing = true,
+                                   .shuffle = false,
+                                   .shifted = m->is_causal_lm()});
+    ASSERT_EQ(builder.num_examples(), 2u);  // [6 + 9], [5] padded to 15
+    const Batch b = builder.make_batch({0, 1});
+    ModelInputs packed;
+    packed.input_ids = b.input_ids;
+    packed.attention_mask = b.attention_mask;
+    packed.position_ids = b.positions;
+    packed.segment_ids = b.segment_ids;
+    CrossEntropyOptions ce;
+    ce.normaliser = double(b.target_tokens);
+    Tape tape;
+    Var h = m->forward(packed);
+    const std::vector<float> logits = m->logits(h)->value.to_vector();
+    Var loss = m->loss(h, b.labels, ce);
+    tape.backward(loss);
+    const std::vector<float> packed_grads = params.grads().to_vector();
+    const double packed_loss = loss->value.to_vector()[0];
+
+    // Each record alone, its first label dropped as packing drops it; gradients accumulate.
+    params.zero_grad();
+    double alone_loss = 0;
+    const int64_t V = m->config().vocab_size, T = b.seq;
+    const size_t starts[] = {0, 6, size_t(T)};  // flat row offsets: row 0 at 0 and 6, row 1
+    for (size_t r = 0; r < records.size(); ++r) {
+      Example e = records[r];
+      e.labels[0] = kIgnoreIndex;
+      ModelInputs one;
+      one.input_ids = Tensor::from_vector_i32(e.input_ids, {1, int64_t(e.input_ids.size())});
+      Tape t1;
+      Var h1 = m->forward(one);
+      const std::vector<float> l1 = m->logits(h1)->value.to_vector();
+      std::vector<double> region(
+          logits.begin() + long(starts[r] * size_t(V)),
+          logits.begin() + long((starts[r] + e.input_ids.size()) * size_t(V)));
+      EXPECT_TRUE(testing::all_close(region, std::vector<double>(l1.begin(), l1.end()),
+                                     tol::kReductionAbs, tol::kReductionRel))
+          << "record " << r;
+      Var loss1 = m->loss(h1, Tensor::from_vector_i32(e.labels, one.input_ids.shape()), ce);
+      t1.backward(loss1);
+      alone_loss += loss1->value.to_vector()[0];
+    }
+    EXPECT_NEAR(packed_loss, alone_loss, 1e-5 * alone_loss);
+    const std::vector<float> g = params.grads().to_vector();
+    EXPECT_TRUE(testing::all_close(std::vector<double>(packed_grads.begin(), packed_grads.end()),
+                                   std::vector<double>(g.begin(), g.end()), 1e-6, 1e-4));
+
+    // Without positions and segments the second record sees the first: different logits.
+    ModelInputs leaky = packed;
+    leaky.position_ids = Tensor();
+    leaky.segment_ids = Tensor();
+    const std::vector<float> crossed = all_logits(*m, leaky);
+    EXPECT_GT(std::fabs(crossed[size_t(7 * V + 11)] - logits[size_t(7 * V + 11)]),
+              1e-4);  // id 0 = pad: tied zero row
+  }
+}
+
+TEST(Models, PackedRowsRejectVirtualTokensAndBadShapes) {
+  auto m = load_model(tiny_model("qwen2"));
+  ProbeHooks hooks(2);
+  ModelInputs in;
+  in.input_ids = ids_tensor(random_ids(8, 6), 2);
+  in.segment_ids = Tensor::zeros({2, 4}, DType::I32);
+  EXPECT_NE(error_of([&] { m->forward(in, &hooks); }).find("virtual tokens"), std::string::npos);
+  in.segment_ids = Tensor::zeros({2, 3}, DType::I32);
+  EXPECT_NE(error_of([&] { m->forward(in); }).find("segment_ids"), std::string::npos);
+  in.segment_ids = Tensor();
+  in.position_ids = Tensor::zeros({1, 4}, DType::I32);
+  EXPECT_NE(error_of([&] { m->forward(in); }).find("position_ids"), std::string::npos);
 }
 
 }  // namespace

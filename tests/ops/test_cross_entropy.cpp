@@ -134,6 +134,31 @@ TEST(CrossEntropy, ChunkSizeDoesNotChangeTheResult) {
   }
 }
 
+// top1 counts the targets that are their row's argmax, the first index winning ties (torch's
+// argmax), in both the fused and the logits form.
+TEST(CrossEntropy, Top1CountsArgmaxTargetsWithFirstIndexTies) {
+  // Rows of logits over V = 4; the identity weight makes hidden = logits for the fused form.
+  const std::vector<float> z = {0, 3, 1, 2,              // argmax 1
+                                5, 5, 0, 0,              // tie: argmax 0
+                                1, 1, 1, 9,              // argmax 3
+                                2, 0, 0, 0};             // argmax 0
+  const std::vector<int32_t> targets = {1, 1, 3, -100};  // hit, miss (tie), hit, ignored
+  Tensor logits = Tensor::from_vector(z, {4, 4});
+  Tensor t = Tensor::from_vector_i32(targets, {4});
+  CrossEntropyStats from_logits;
+  cross_entropy_from_logits(constant(logits), t, {}, &from_logits);
+  EXPECT_EQ(from_logits.count, 3);
+  EXPECT_EQ(from_logits.top1, 2);
+  std::vector<float> eye(16, 0.0f);
+  for (int i = 0; i < 4; ++i) eye[size_t(i * 5)] = 1.0f;
+  CrossEntropyOptions one_row_chunks;
+  one_row_chunks.chunk_rows = 1;
+  CrossEntropyStats fused;
+  cross_entropy(constant(logits), constant(Tensor::from_vector(eye, {4, 4})), t, one_row_chunks,
+                &fused);
+  EXPECT_EQ(fused.top1, 2);
+}
+
 TEST(CrossEntropy, AllTargetsIgnoredGivesZeroLossAndZeroGradients) {
   Problem p = make_problem(5, 4, 7, 0);
   p.targets = Tensor::from_vector_i32(std::vector<int32_t>(5, -100), {5});

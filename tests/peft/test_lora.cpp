@@ -1,11 +1,15 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "autograd/params.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "models/init.h"
+#include "models/model.h"
+#include "models/registry.h"
 #include "ops/linear.h"
 #include "peft/lora.h"
 #include "testing.h"
@@ -186,6 +190,69 @@ TEST(Lora, AdapterFolderRoundTripIsBitIdentical) {
         << e.what();
   }
   std::filesystem::remove_all(dir);
+}
+
+// The gradient of every LoRA tensor of every linear site, through a whole tiny model of each
+// family, against central differences of the loss along a random direction of that tensor.
+TEST(Lora, ModelGradientsMatchFiniteDifferences) {
+  for (const char* arch : {"qwen2", "baichuan", "bert"}) {
+    SCOPED_TRACE(arch);
+    const std::string dir = ::testing::TempDir() + "/lora_fd_" + arch;
+    std::filesystem::create_directories(dir);
+    InitOptions init;
+    init.seed = 11;
+    write_random_model(parse_hf_config(preset_config(arch_for(arch), "tiny"), "tiny"), dir, init);
+    auto model = load_model(dir);
+    ParamStore params;
+    LoraMethod lora(
+        config_from(
+            R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": "all-linear"})"),
+        model->linear_sites(), model->arch().default_lora_targets, params);
+    params.allocate();
+    Rng rng(5);
+    lora.initialize(rng);
+    for (const auto& e : params.entries())  // B ≠ 0, so A has a gradient too
+      if (e.name.find("lora_B") != std::string::npos) fill_normal(e.var->value, rng, 0, 0.3f);
+    ModelInputs in;
+    std::vector<int32_t> ids(12);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((37 * i + 5) % 500);
+    in.input_ids = Tensor::from_vector_i32(ids, {2, 6});
+    CrossEntropyOptions sum_loss;
+    sum_loss.normaliser = 1;  // Σ ℓ: a larger signal than the mean
+    auto loss_value = [&] {   // Σ ℓ accumulated in f64
+      NoGradGuard no_grad;
+      CrossEntropyStats stats;
+      model->loss(model->forward(in, &lora), in.input_ids, sum_loss, &stats);
+      return stats.sum;
+    };
+    {
+      Tape tape;
+      tape.backward(model->loss(model->forward(in, &lora), in.input_ids, sum_loss));
+    }
+    ASSERT_GT(params.entries().size(), 2u * 6);
+    for (const auto& e : params.entries()) {
+      Tensor& w = e.var->value;
+      const testing::Vec dir_vec = testing::random_vec(size_t(w.numel()), 17);
+      const std::vector<float> g = e.var->grad.to_vector(), w0 = w.to_vector();
+      double analytic = 0;
+      for (size_t i = 0; i < g.size(); ++i) analytic += double(g[i]) * dir_vec[i];
+      auto central = [&](double h) {  // (L(w + h·d) − L(w − h·d)) / 2h
+        double l[2];
+        for (int k = 0; k < 2; ++k) {
+          const double step = k ? -h : h;
+          for (size_t i = 0; i < w0.size(); ++i)
+            w.data<float>()[i] = float(w0[i] + step * dir_vec[i]);
+          l[k] = loss_value();
+        }
+        return (l[0] - l[1]) / (2 * h);
+      };
+      // Richardson extrapolation cancels the h² term: the model is far from linear in B·A.
+      const double numeric = (4 * central(1e-3) - central(2e-3)) / 3;
+      std::memcpy(w.data<float>(), w0.data(), w0.size() * sizeof(float));
+      EXPECT_NEAR(analytic, numeric, 1e-3 + 1e-2 * std::fabs(numeric)) << e.name;
+      EXPECT_GT(std::fabs(analytic), 1e-3) << e.name;  // the check has something to measure
+    }
+  }
 }
 
 }  // namespace
