@@ -28,17 +28,10 @@ int run_merge(const MergeArgs& a) {
   const std::string base_dtype = model.config().torch_dtype == "bfloat16" ? "bf16" : "f32";
   const DType out_dtype = dtype_from_name(a.dtype.empty() ? base_dtype : a.dtype);
 
+  // The trained biases (PEFT's bias setting) are already the model's weights.
   std::map<std::string, const LoraBranch*> branches;  // weight name -> branch
-  std::map<std::string, Var> biases;                  // bias name -> trained bias
-  for (const LinearSite& site : model.linear_sites()) {
-    if (const LoraBranch* b = lora->lora->linear_branch(site))
-      branches[site.module + ".weight"] = b;
-    auto it = model.weights().find(site.module + ".bias");
-    if (it != model.weights().end()) {
-      Var trained = lora->lora->linear_bias(site, it->second);
-      if (trained != it->second) biases[site.module + ".bias"] = trained;
-    }
-  }
+  for (const LinearSite& site : model.linear_sites())
+    if (const LoraBranch* b = lora->lora->linear_branch(site)) branches[site.module + ".weight"] = b;
   std::vector<TensorToWrite> tensors;
   for (const auto& [name, var] : model.weights()) {
     // Every tensor in the output dtype, as transformers' save_pretrained does.
@@ -48,8 +41,6 @@ int run_merge(const MergeArgs& a) {
                          if (auto b = branches.find(name); b != branches.end())
                            lora_merge(w, b->second->A->value, b->second->B->value,
                                       b->second->scale);
-                         if (auto b = biases.find(name); b != biases.end())
-                           w.copy_from(b->second->value);
                          return out_dtype == DType::F32 ? w : w.to(out_dtype);
                        }});
   }

@@ -25,10 +25,8 @@ LoadedModel load_model_folder(const std::string& dir, const std::string& base_dt
 std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir) {
   if (!directory_exists(adapter_dir)) fail("{}: adapter folder not found", adapter_dir);
   auto a = std::make_unique<AttachedLora>();
-  a->lora = std::make_unique<LoraMethod>(read_lora_config(adapter_dir), model.linear_sites(),
-                                         model.arch().default_lora_targets, a->params);
-  a->params.allocate();
-  load_lora_weights(adapter_dir, *a->lora, a->params);
+  a->lora = attach_lora(model, read_lora_config(adapter_dir), a->params);
+  load_lora_weights(adapter_dir, a->params);
   return a;
 }
 

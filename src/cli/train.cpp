@@ -169,13 +169,11 @@ int run_train(const TrainArgs& a) {
     const std::string source = !a.resume.empty() ? a.resume : a.adapter;
     LoraConfig config = source.empty() ? lora_config_from(a, a.model) : read_lora_config(source);
     config.base_model_name_or_path = a.model;
-    lora = std::make_unique<LoraMethod>(config, model.linear_sites(),
-                                        model.arch().default_lora_targets, params);
-    params.allocate();
+    lora = attach_lora(model, config, params);
     if (source.empty())
       lora->initialize(init_rng);
     else
-      load_lora_weights(source, *lora, params);
+      load_lora_weights(source, params);
     lora->set_dropout_rng(&dropout_rng);
     hooks.add(std::shared_ptr<ModelHooks>(lora.get(), [](ModelHooks*) {}));
     save = [&](const std::string& dir) { save_lora_adapter(dir, *lora, params); };

@@ -22,7 +22,6 @@ struct LinearSite {
   std::string name;    // last path component: "q_proj", "W_pack", "query", ...
   int layer = -1;      // transformer layer index, -1 outside the layers (e.g. the head)
   int64_t in_features = 0, out_features = 0;
-  bool has_bias = false;
 };
 
 // Extra keys/values that every query of one attention layer sees: [B or 1, P, Hkv, D] each.
@@ -55,9 +54,6 @@ class ModelHooks {
 
   // 3. Linear layers: a LoRA branch beside the frozen weight of this site, or nullptr.
   virtual const LoraBranch* linear_branch(const LinearSite& /*site*/) { return nullptr; }
-  //    The bias the site uses (LoRA's bias="all" / "lora_only" make base biases trainable);
-  //    `bias` is the model's own (nullptr when the site has none).
-  virtual Var linear_bias(const LinearSite& /*site*/, const Var& bias) { return bias; }
 
   // 4. After a sublayer: h is the sublayer's output, x its input (the residual stream). Returns
   //    what replaces h (bottleneck adapters: h + up(act(down(h))), placed as FORMATS.md says);
@@ -103,11 +99,6 @@ class HookStack final : public ModelHooks {
     for (auto& h : hooks_)
       if (const LoraBranch* b = h->linear_branch(site)) return b;
     return nullptr;
-  }
-  Var linear_bias(const LinearSite& site, const Var& bias) override {
-    Var b = bias;
-    for (auto& h : hooks_) b = h->linear_bias(site, b);
-    return b;
   }
   Var after_sublayer(int layer, Sublayer which, const Var& h, const Var& x,
                      const SublayerNorm* norm) override {

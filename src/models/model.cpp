@@ -53,9 +53,7 @@ Var& Model::weight(const std::string& name) {
 
 Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
   if (!hooks) return linear(x, w.weight, w.bias);
-  const LoraBranch* lora = hooks->linear_branch(w.site);
-  const Var bias = hooks->linear_bias(w.site, w.bias);
-  return linear(x, w.weight, bias, lora);
+  return linear(x, w.weight, w.bias, hooks->linear_branch(w.site));
 }
 
 Var Model::dropout_if_training(const Var& x, float p) {
@@ -104,10 +102,26 @@ int64_t Model::parameter_count() const {
 }
 
 void Model::make_trainable(ParamStore& params) {
-  for (const auto& [name, v] : weights_) params.declare(name, v->value.shape());
+  std::map<std::string, std::string> keys;
+  for (const auto& [name, v] : weights_) keys[name] = name;
+  declare_trainable(params, keys);
   params.allocate();
-  for (const auto& [name, v] : weights_) {
-    const Var& p = params.get(name);
+  bind_trainable(params, keys);
+}
+
+void Model::declare_trainable(ParamStore& params,
+                              const std::map<std::string, std::string>& keys) const {
+  for (const auto& [name, key] : keys) {
+    auto it = weights_.find(name);
+    PEFT_CHECK(it != weights_.end(), "no weight {} to train", name);
+    params.declare(key, it->second->value.shape());
+  }
+}
+
+void Model::bind_trainable(ParamStore& params, const std::map<std::string, std::string>& keys) {
+  for (const auto& [name, key] : keys) {
+    const Var& v = weights_.at(name);
+    const Var& p = params.get(key);
     convert_to_f32(v->value.dtype(), v->value.raw(), p->value.data<float>(), v->value.numel());
     // Mutate the node in place so every holder of this Var (layers, tied head) sees it.
     v->value = p->value;

@@ -89,6 +89,11 @@ class Model {
   // Full fine-tuning: declares every weight in `params` (HF names), allocates, copies the values
   // in f32 and makes the model use the trainable copies (tied weights stay tied).
   void make_trainable(ParamStore& params);
+  // Training chosen weights (e.g. LoRA's bias setting), in two steps around params.allocate():
+  // declare_trainable declares each weight (HF name → parameter key) in params; bind_trainable
+  // then copies the weights' values in (f32) and makes the model use the trainable copies.
+  void declare_trainable(ParamStore& params, const std::map<std::string, std::string>& keys) const;
+  void bind_trainable(ParamStore& params, const std::map<std::string, std::string>& keys);
 
   // Dropout as in HF's train() mode (BERT's hidden / attention-probability dropout apply to
   // hidden states only here); off by default (eval mode).

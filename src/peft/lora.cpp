@@ -7,6 +7,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "kernels/gemm.h"
+#include "models/registry.h"
 
 namespace peft {
 namespace {
@@ -162,10 +163,6 @@ std::string lora_key(const std::string& module, char which) {
   return "base_model.model." + module + ".lora_" + which + ".weight";
 }
 
-static std::string bias_key(const std::string& module) {
-  return "base_model.model." + module + ".bias";
-}
-
 LoraMethod::LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
                        const std::vector<std::string>& default_targets, ParamStore& params)
     : config_(std::move(config)), params_(params) {
@@ -181,9 +178,6 @@ LoraMethod::LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
       params_.declare(lora_key(site.module, 'B'), {site.out_features, r});
       targeted_.push_back(site);
     }
-    const bool train_bias =
-        site.has_bias && (config_.bias == "all" || (config_.bias == "lora_only" && targeted));
-    if (train_bias) params_.declare(bias_key(site.module), {site.out_features});
   }
   if (targeted_.empty()) {
     std::string names;
@@ -229,16 +223,29 @@ const LoraBranch* LoraMethod::linear_branch(const LinearSite& site) {
   return &branches_.emplace(site.module, branch).first->second;
 }
 
-Var LoraMethod::linear_bias(const LinearSite& site, const Var& bias) {
-  const std::string key = bias_key(site.module);
-  if (!bias || !params_.contains(key)) return bias;
-  const Var& trainable = params_.get(key);
-  if (!biases_loaded_ && !bias_ready_[site.module]) {
-    trainable->value.copy_from(bias->value.dtype() == DType::F32 ? bias->value
-                                                                 : bias->value.to(DType::F32));
-    bias_ready_[site.module] = true;
-  }
-  return trainable;
+std::map<std::string, std::string> lora_bias_keys(const LoraConfig& config,
+                                                  const std::vector<LinearSite>& targeted,
+                                                  const std::map<std::string, Var>& weights) {
+  std::map<std::string, std::string> keys;
+  if (config.bias == "none") return keys;
+  for (const LinearSite& site : targeted)
+    if (weights.contains(site.module + ".bias"))
+      keys[site.module + ".bias"] = "base_model.model." + site.module + ".base_layer.bias";
+  if (config.bias == "all")
+    for (const auto& [name, w] : weights)
+      if (name.find("bias") != std::string::npos && !keys.contains(name))
+        keys[name] = "base_model.model." + name;
+  return keys;
+}
+
+std::unique_ptr<LoraMethod> attach_lora(Model& model, LoraConfig config, ParamStore& params) {
+  auto lora = std::make_unique<LoraMethod>(std::move(config), model.linear_sites(),
+                                           model.arch().default_lora_targets, params);
+  const auto biases = lora_bias_keys(lora->config(), lora->targeted_sites(), model.weights());
+  model.declare_trainable(params, biases);
+  params.allocate();
+  model.bind_trainable(params, biases);
+  return lora;
 }
 
 void save_lora_adapter(const std::string& dir, const LoraMethod& lora, const ParamStore& params) {
@@ -254,14 +261,27 @@ LoraConfig read_lora_config(const std::string& dir) {
   return LoraConfig::from_json(read_json_file(path), path);
 }
 
-void load_lora_weights(const std::string& dir, LoraMethod& lora, ParamStore& params) {
+void load_lora_weights(const std::string& dir, ParamStore& params) {
   SafetensorsFile file(join_path(dir, "adapter_model.safetensors"));
+  // A bias is stored under the name PEFT's LoRA wrapper gives it or under the plain one.
+  auto stored_name = [&](const std::string& key) {
+    const std::string wrapped = ".base_layer.bias", plain = ".bias";
+    if (file.contains(key) || !key.ends_with(plain)) return key;
+    const std::string other =
+        key.ends_with(wrapped)
+            ? key.substr(0, key.size() - wrapped.size()) + plain
+            : key.substr(0, key.size() - plain.size()) + wrapped;
+    return file.contains(other) ? other : key;
+  };
   for (const ParamStore::Entry& e : params.entries()) {
     if (e.name.rfind("base_model.model.", 0) != 0) continue;
-    if (!file.contains(e.name)) fail("{}: tensor {} is missing", file.path(), e.name);
-    Tensor t = file.get(e.name);
+    const std::string name = stored_name(e.name);
+    // A missing bias stays at its base value, as PEFT loads it (PEFT 0.12's lora_only saves none).
+    if (!file.contains(name) && name.find(".lora_") == std::string::npos) continue;
+    if (!file.contains(name)) fail("{}: tensor {} is missing", file.path(), e.name);
+    Tensor t = file.get(name);
     if (t.shape() != e.shape)
-      fail("{}: tensor {} has shape {}, expected {}", file.path(), e.name, shape_str(t.shape()),
+      fail("{}: tensor {} has shape {}, expected {}", file.path(), name, shape_str(t.shape()),
            shape_str(e.shape));
     e.var->value.copy_from(t.dtype() == DType::F32 ? t : t.to(DType::F32));
   }
@@ -273,7 +293,6 @@ void load_lora_weights(const std::string& dir, LoraMethod& lora, ParamStore& par
           "{}: tensor {} targets a module this model does not have (or the config does not target)",
           file.path(), info.name);
   }
-  lora.mark_loaded();
 }
 
 void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign) {

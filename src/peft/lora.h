@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "autograd/params.h"
 #include "core/rng.h"
 #include "models/hooks.h"
+#include "models/model.h"
 
 namespace peft {
 
@@ -55,18 +57,15 @@ std::string lora_key(const std::string& module, char which);
 
 class LoraMethod final : public ModelHooks {
  public:
-  // Declares A and B of every targeted site in `params` (names are PEFT's keys), and trainable
-  // biases when bias != none. Throws Error when no site matches the targets.
+  // Declares A and B of every targeted site in `params` (names are PEFT's keys). Throws Error
+  // when no site matches the targets.
   LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
              const std::vector<std::string>& default_targets, ParamStore& params);
-  // After params.allocate(): A per init_lora_weights, B = 0 (PEFT's init). Trainable biases take
-  // the base model's values at their first use (or the adapter file's, after mark_loaded()).
+  // After params.allocate(): A per init_lora_weights, B = 0 (PEFT's init).
   void initialize(Rng& rng);
-  void mark_loaded() { biases_loaded_ = true; }
   void set_dropout_rng(Rng* rng) { dropout_rng_ = rng; }
 
   const LoraBranch* linear_branch(const LinearSite& site) override;
-  Var linear_bias(const LinearSite& site, const Var& bias) override;
 
   const LoraConfig& config() const { return config_; }
   const std::vector<LinearSite>& targeted_sites() const { return targeted_; }
@@ -76,20 +75,32 @@ class LoraMethod final : public ModelHooks {
   ParamStore& params_;
   std::vector<LinearSite> targeted_;
   std::map<std::string, LoraBranch> branches_;  // by module, filled on first use
-  std::map<std::string, bool> bias_ready_;      // by module: trainable bias holds its start value
-  bool biases_loaded_ = false;
   Rng* dropout_rng_ = nullptr;
 };
+
+// The model weights PEFT's `bias` setting trains, HF weight name -> adapter key: none; lora_only:
+// the biases of targeted layers; all: every weight whose name contains "bias" (norms and the MLM
+// head included). A targeted layer's bias is stored as <module>.base_layer.bias, the name it has
+// inside PEFT's LoRA wrapper (so PEFT loads it back), any other as <name>.
+std::map<std::string, std::string> lora_bias_keys(const LoraConfig& config,
+                                                  const std::vector<LinearSite>& targeted,
+                                                  const std::map<std::string, Var>& weights);
+
+// LoRA on a model: the method, the biases its bias setting trains declared beside A and B,
+// params allocated, and those biases bound into the model starting from their base values. Then
+// initialize() or load_lora_weights().
+std::unique_ptr<LoraMethod> attach_lora(Model& model, LoraConfig config, ParamStore& params);
 
 // The adapter folder Hugging Face PEFT reads: adapter_config.json (sorted keys, indent 2) and
 // adapter_model.safetensors with PEFT's key names, both written atomically.
 void save_lora_adapter(const std::string& dir, const LoraMethod& lora, const ParamStore& params);
 // Reads dir/adapter_config.json (only the config).
 LoraConfig read_lora_config(const std::string& dir);
-// Loads dir/adapter_model.safetensors into the parameters `lora` declared: every declared tensor
-// must be present with its declared shape (an error names the key, expected and found shape), and
-// the file may hold no LoRA tensor for a module this model lacks.
-void load_lora_weights(const std::string& dir, LoraMethod& lora, ParamStore& params);
+// Loads dir/adapter_model.safetensors into the declared adapter parameters: every one must be
+// present with its declared shape (an error names the key, expected and found shape), except that
+// a bias may be stored as <module>.bias or <module>.base_layer.bias, and a missing one keeps its
+// base value (as PEFT loads it); the file may hold no LoRA tensor for a module this model lacks.
+void load_lora_weights(const std::string& dir, ParamStore& params);
 
 // W [out, in] (f32, or 16-bit: computed in f32 then rounded) += sign · s · B·A.
 void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign = 1.0f);

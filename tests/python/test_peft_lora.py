@@ -5,7 +5,9 @@
 2. an adapter `peft train` writes loads in PEFT (PeftModel.from_pretrained) with the same logits;
 3. `peft merge` writes a folder transformers loads whose logits equal the adapter's (1e-5);
 4. 10 AdamW steps of LoRA (started from the same adapter file) and of full fine-tuning match
-   PyTorch + PEFT's losses within 1e-4 relative at every step.
+   PyTorch + PEFT's losses within 1e-4 relative at every step;
+5. bias="all" / "lora_only" adapters (trained base biases, stored where PEFT's LoRA wrapper keeps
+   them) load both ways with the same logits, and merge with their biases.
 """
 import json
 import os
@@ -170,6 +172,48 @@ def main():
         full = Qwen2ForCausalLM.from_pretrained(base_dir)
         ref_full = torch_train(full, list(full.parameters()), batch, 10, 1e-3, 0.0)
         compare_steps(report, "full fine-tuning AdamW", metrics_losses(full_out), ref_full)
+
+        # 5a. PEFT -> ours with bias="all": every bias of the model trained (here: perturbed).
+        bias_dir = os.path.join(tmp, "peft_bias_all")
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], bias="all", lora_dropout=0.0)
+        pm = get_peft_model(tiny_qwen2(os.path.join(tmp, "scratch_bias")), cfg)
+        torch.manual_seed(4)
+        with torch.no_grad():
+            for n, p in pm.named_parameters():
+                if "lora_B" in n or n.endswith("bias"):
+                    p.add_(torch.randn_like(p) * 0.3)
+        pm.save_pretrained(bias_dir)
+        pm.eval()
+        with torch.no_grad():
+            ref5 = pm(**batch).logits.numpy()
+        report.check("PEFT bias=all adapter, our logits", max_diff(our_logits(base_dir, batch, bias_dir), ref5,
+                     batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
+
+        # 5b. ours -> PEFT with bias="all" and "lora_only", and merged with the trained biases.
+        for bias in ("all", "lora_only"):
+            ours_bias = os.path.join(tmp, "ours_bias_" + bias)
+            peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_bias, "--max-steps", 3, "--lr",
+                     5e-2, "--r", 4, "--lora-bias", bias, "--target-modules", "q_proj,v_proj", "--batch-size", 4)
+            loaded = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), ours_bias).eval()
+            k_bias = loaded.base_model.model.model.layers[0].self_attn.k_proj.bias
+            k_moved = float((k_bias - base.model.layers[0].self_attn.k_proj.bias).abs().max())
+            report.check(f"bias={bias}: k_proj bias {'trained' if bias == 'all' else 'untouched'}",
+                         -k_moved if bias == "all" else k_moved, -1e-4 if bias == "all" else 0.0,
+                         "minus change" if bias == "all" else "change")
+            q_bias = loaded.base_model.model.model.layers[0].self_attn.q_proj.base_layer.bias
+            q_moved = float((q_bias - base.model.layers[0].self_attn.q_proj.bias).abs().max())
+            report.check(f"bias={bias}: targeted q_proj bias trained", -q_moved, -1e-4, "minus change")
+            with torch.no_grad():
+                ref6 = loaded(**batch).logits.numpy()
+            report.check(f"our bias={bias} adapter loaded by PEFT", max_diff(our_logits(base_dir, batch, ours_bias),
+                         ref6, batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
+            merged_bias = os.path.join(tmp, "merged_bias_" + bias)
+            peft_cmd("merge", "--model", base_dir, "--adapter", ours_bias, "--out", merged_bias)
+            with torch.no_grad():
+                ref7 = AutoModelForCausalLM.from_pretrained(merged_bias).eval()(**batch).logits.numpy()
+            report.check(f"bias={bias}: merged folder in transformers vs adapter", max_diff(ref7, ref6,
+                         batch["attention_mask"]), MERGE_ABS * max(1.0, float(np.abs(ref6).max())),
+                         "logits max abs error")
     report.finish()
 
 
