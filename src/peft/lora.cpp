@@ -276,7 +276,7 @@ void load_lora_weights(const std::string& dir, ParamStore& params) {
   for (const ParamStore::Entry& e : params.entries()) {
     if (e.name.rfind("base_model.model.", 0) != 0) continue;
     const std::string name = stored_name(e.name);
-    // A missing bias stays at its base value, as PEFT loads it (PEFT 0.12's lora_only saves none).
+    // A missing bias keeps its base value, as in PEFT (whose 0.12 lora_only saves no bias).
     if (!file.contains(name) && name.find(".lora_") == std::string::npos) continue;
     if (!file.contains(name)) fail("{}: tensor {} is missing", file.path(), e.name);
     Tensor t = file.get(name);
