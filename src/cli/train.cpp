@@ -155,7 +155,7 @@ int run_train(const TrainArgs& a) {
   std::unique_ptr<BatchBuilder> eval_data;
   if (!a.eval_data.empty())
     eval_data = std::make_unique<BatchBuilder>(std::move(eval_examples), eval_batching);
-  if (human && train_data.truncated() > 0)
+  if (train_data.truncated() > 0)  // a warning: stderr even with --json
     std::fprintf(stderr,
                  "note: %lld training records were longer than --max-len %lld and were truncated\n",
                  (long long)train_data.truncated(), (long long)a.max_len);
@@ -236,6 +236,7 @@ int run_train(const TrainArgs& a) {
   out["trainable_params"] = trainable;
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
+  out["truncated_records"] = train_data.truncated();
   if (human)
     std::fprintf(stderr, "wrote %s: %s, metrics.jsonl, loss.svg%s (%.1f s)\n", a.out.c_str(),
                  a.method == "lora" ? "adapter_config.json + adapter_model.safetensors"

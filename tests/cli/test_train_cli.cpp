@@ -122,6 +122,15 @@ TEST_F(TrainCli, ChatReadsTurnsFromStdinAndKeepsTheHistory) {
                 count("user\nAnd a dog?") + 1 + count("\n") + 1 + count("assistant\n"));
 }
 
+TEST_F(TrainCli, MaxLenTruncationIsCounted) {
+  auto r = run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + dir_ +
+                    "/short --max-len 8 --max-steps 1 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json_of(r)["truncated_records"], 47);  // every demo record is longer than 8 tokens
+  EXPECT_NE(r.err.find("47 training records were longer than --max-len 8"), std::string::npos)
+      << r.err;
+}
+
 TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
   const std::string common =
       "train --model " + dir_ + "/model --data " + data_ +
