@@ -33,7 +33,7 @@ gen_before=$("$PEFT" generate --model "$OUT/base" --prompt "$PROMPT" --max-new-t
 
 step "4/6 LoRA on $DATA/train.jsonl (all linear layers, r 16)"
 "$PEFT" train --model "$OUT/base" --data "$DATA/train.jsonl" --eval-data "$DATA/eval.jsonl" --out "$OUT/lora" \
-  --epochs 25 --batch-size 8 --lr 5e-3 --target-modules all-linear --r 16 --lora-alpha 32 --json > "$OUT/lora.json"
+  --epochs 25 --batch-size 8 --lr 5e-3 --target-modules all-linear --r 16 --lora-alpha 32 --eval-every 25 --json > "$OUT/lora.json"
 
 step "5/6 after LoRA: evaluate and generate with the adapter"
 eval_after=$("$PEFT" eval --model "$OUT/base" --adapter "$OUT/lora" --data "$DATA/eval.jsonl" --json)
