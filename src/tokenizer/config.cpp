@@ -386,6 +386,34 @@ std::vector<std::pair<std::string, int32_t>> read_vocab_json(const std::string& 
   return out;
 }
 
+std::vector<int32_t> encode_around_added_tokens(
+    std::string_view text, const AddedTokenMatcher& raw_added, const SpecialAffixes& affixes,
+    bool add_special_tokens,
+    const std::function<void(std::string_view, std::vector<int32_t>&)>& encode_text) {
+  std::string clean;
+  if (!utf8_valid(text)) {
+    clean = utf8_sanitize(text);
+    text = clean;
+  }
+  std::vector<int32_t> out;
+  out.reserve(text.size() / 3 + 8);
+  if (add_special_tokens) out.insert(out.end(), affixes.prefix.begin(), affixes.prefix.end());
+  if (raw_added.empty()) {
+    encode_text(text, out);
+  } else {
+    std::vector<Piece> pieces;
+    raw_added.split(text, pieces);
+    for (const Piece& p : pieces) {
+      if (p.id >= 0)
+        out.push_back(p.id);
+      else
+        encode_text(text.substr(p.begin, p.end - p.begin), out);
+    }
+  }
+  if (add_special_tokens) out.insert(out.end(), affixes.suffix.begin(), affixes.suffix.end());
+  return out;
+}
+
 SpecialAffixes parse_post_processor(const nlohmann::json& pp, const std::string& path,
                                     const std::function<int32_t(const std::string&)>& lookup) {
   SpecialAffixes a;

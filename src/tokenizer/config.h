@@ -24,6 +24,14 @@ struct SpecialAffixes {
   std::vector<int32_t> prefix, suffix;
 };
 
+// HF's encode of one text: invalid UTF-8 replaced by U+FFFD, the matches of the added tokens
+// that are looked for in raw text emitted as their ids, every stretch between them given to
+// encode_text, and with add_special_tokens the post-processor's ids around the whole.
+std::vector<int32_t> encode_around_added_tokens(
+    std::string_view text, const AddedTokenMatcher& raw_added, const SpecialAffixes& affixes,
+    bool add_special_tokens,
+    const std::function<void(std::string_view, std::vector<int32_t>&)>& encode_text);
+
 // tokenizer.json "post_processor": TemplateProcessing, BertProcessing, RobertaProcessing,
 // ByteLevel (adds nothing), Sequence, or null. lookup maps a token string to its id (-1: none).
 SpecialAffixes parse_post_processor(const nlohmann::json& pp, const std::string& path,

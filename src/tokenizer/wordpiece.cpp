@@ -157,23 +157,9 @@ std::string WordPieceTokenizer::normalize(std::string_view s) const {
 
 std::vector<int32_t> WordPieceTokenizer::encode(std::string_view text,
                                                 bool add_special_tokens) const {
-  std::string clean;
-  if (!utf8_valid(text)) {
-    clean = utf8_sanitize(text);
-    text = clean;
-  }
-  std::vector<int32_t> out;
-  if (add_special_tokens) out = affixes.prefix;
-  std::vector<Piece> pieces;
-  raw_matcher_.split(text, pieces);
-  for (const Piece& p : pieces) {
-    if (p.id >= 0)
-      out.push_back(p.id);
-    else
-      encode_segment(text.substr(p.begin, p.end - p.begin), out);
-  }
-  if (add_special_tokens) out.insert(out.end(), affixes.suffix.begin(), affixes.suffix.end());
-  return out;
+  return encode_around_added_tokens(
+      text, raw_matcher_, affixes, add_special_tokens,
+      [this](std::string_view seg, std::vector<int32_t>& out) { encode_segment(seg, out); });
 }
 
 // BertPreTokenizer: split on whitespace (dropped) and around every punctuation character.
