@@ -95,6 +95,21 @@ class Report:
         sys.exit(1 if self.failed else 0)
 
 
+def peft_cmd(*args):
+    """Runs `peft ARGS...` (str() of each); returns stdout, raises with stderr on failure."""
+    cmd = [peft_binary(), *map(str, args)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
+    return r.stdout
+
+
+def max_masked_diff(a, b, mask):
+    """max |a - b| over the positions where mask (a torch [B, T] tensor) is set."""
+    import numpy as np
+    return float(np.abs(a - b)[mask.bool().numpy()].max())
+
+
 def scale_init(model, seed, std_matrix=None):
     """Re-initialises a model so activations are O(1) and every weight matters: matrices
     N(0, 1/in), embeddings N(0, 1), norm weights 1 + N(0, 0.2), biases N(0, 0.2). The HF default

@@ -11,7 +11,6 @@
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -28,14 +27,6 @@ LOGITS_ABS = model_ref.LOGITS_ABS  # 1e-4
 MERGE_ABS = 1e-5
 STEP_LOSS_REL = 1e-4
 VOCAB = 97
-
-
-def peft_cmd(*args):
-    cmd = [model_ref.peft_binary(), *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
-    return r.stdout
 
 
 def tiny_qwen2(path):
@@ -75,10 +66,6 @@ def our_logits(model_dir, batch, adapter=None):
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     extra = ["--adapter", adapter] if adapter else []
     return model_ref.run_oracle(model_dir, inputs, grads=False, extra_args=extra)["logits"]
-
-
-def max_diff(a, b, mask):
-    return float(np.abs(a - b)[mask.bool().numpy()].max())
 
 
 def metrics_losses(out_dir):
@@ -126,38 +113,38 @@ def main():
         with torch.no_grad():
             ref = pm(**batch).logits.numpy()
         plain = base(**batch).logits.detach().numpy()
-        report.check("PEFT adapter changes the logits", -max_diff(ref, plain, batch["attention_mask"]), -1e-2,
+        report.check("PEFT adapter changes the logits", -model_ref.max_masked_diff(ref, plain, batch["attention_mask"]), -1e-2,
                      "minus max logit change")
         ours = our_logits(base_dir, batch, peft_dir)
-        report.check("PEFT-written adapter, our logits", max_diff(ours, ref, batch["attention_mask"]), LOGITS_ABS,
+        report.check("PEFT-written adapter, our logits", model_ref.max_masked_diff(ours, ref, batch["attention_mask"]), LOGITS_ABS,
                      "logits max abs error")
 
         # 2. ours -> PEFT, on more targets, with rsLoRA.
         ours_dir = os.path.join(tmp, "ours_adapter")
-        peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
+        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
                  "--r", 4, "--lora-alpha", 16, "--use-rslora", "--target-modules", "q_proj,k_proj,o_proj,up_proj",
                  "--batch-size", 4)
         loaded = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), ours_dir).eval()
         with torch.no_grad():
             ref2 = loaded(**batch).logits.numpy()
-        report.check("our adapter changes the logits", -max_diff(ref2, plain, batch["attention_mask"]), -1e-3,
+        report.check("our adapter changes the logits", -model_ref.max_masked_diff(ref2, plain, batch["attention_mask"]), -1e-3,
                      "minus max logit change")
         ours2 = our_logits(base_dir, batch, ours_dir)
-        report.check("our adapter loaded by PEFT", max_diff(ours2, ref2, batch["attention_mask"]), LOGITS_ABS,
+        report.check("our adapter loaded by PEFT", model_ref.max_masked_diff(ours2, ref2, batch["attention_mask"]), LOGITS_ABS,
                      "logits max abs error")
 
         # 3. merge -> a plain HF folder.
         merged_dir = os.path.join(tmp, "merged")
-        peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
+        model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
         merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
         with torch.no_grad():
             ref3 = merged(**batch).logits.numpy()
-        report.check("merged folder in transformers vs adapter", max_diff(ref3, ref2, batch["attention_mask"]),
+        report.check("merged folder in transformers vs adapter", model_ref.max_masked_diff(ref3, ref2, batch["attention_mask"]),
                      MERGE_ABS * max(1.0, float(np.abs(ref2).max())), "logits max abs error")
 
         # 4a. 10 LoRA steps from the same adapter file (PEFT's), constant lr, no clipping.
         lora_out = os.path.join(tmp, "lora_steps")
-        peft_cmd("train", "--model", base_dir, "--data", data, "--out", lora_out, "--adapter", peft_dir,
+        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", lora_out, "--adapter", peft_dir,
                  "--max-steps", 10, "--batch-size", 4, "--no-shuffle", "--lr", 1e-2, "--scheduler", "constant",
                  "--clip-grad", 0, "--weight-decay", 0.01)
         trainable = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), peft_dir, is_trainable=True)
@@ -166,7 +153,7 @@ def main():
 
         # 4b. 10 full fine-tuning steps.
         full_out = os.path.join(tmp, "full_steps")
-        peft_cmd("train", "--method", "full", "--model", base_dir, "--data", data, "--out", full_out,
+        model_ref.peft_cmd("train", "--method", "full", "--model", base_dir, "--data", data, "--out", full_out,
                  "--max-steps", 10, "--batch-size", 4, "--no-shuffle", "--lr", 1e-3, "--scheduler", "constant",
                  "--clip-grad", 0)
         full = Qwen2ForCausalLM.from_pretrained(base_dir)
@@ -186,13 +173,13 @@ def main():
         pm.eval()
         with torch.no_grad():
             ref5 = pm(**batch).logits.numpy()
-        report.check("PEFT bias=all adapter, our logits", max_diff(our_logits(base_dir, batch, bias_dir), ref5,
+        report.check("PEFT bias=all adapter, our logits", model_ref.max_masked_diff(our_logits(base_dir, batch, bias_dir), ref5,
                      batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
 
         # 5b. ours -> PEFT with bias="all" and "lora_only", and merged with the trained biases.
         for bias in ("all", "lora_only"):
             ours_bias = os.path.join(tmp, "ours_bias_" + bias)
-            peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_bias, "--max-steps", 3, "--lr",
+            model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_bias, "--max-steps", 3, "--lr",
                      5e-2, "--r", 4, "--lora-bias", bias, "--target-modules", "q_proj,v_proj", "--batch-size", 4)
             loaded = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), ours_bias).eval()
             k_bias = loaded.base_model.model.model.layers[0].self_attn.k_proj.bias
@@ -205,13 +192,13 @@ def main():
             report.check(f"bias={bias}: targeted q_proj bias trained", -q_moved, -1e-4, "minus change")
             with torch.no_grad():
                 ref6 = loaded(**batch).logits.numpy()
-            report.check(f"our bias={bias} adapter loaded by PEFT", max_diff(our_logits(base_dir, batch, ours_bias),
+            report.check(f"our bias={bias} adapter loaded by PEFT", model_ref.max_masked_diff(our_logits(base_dir, batch, ours_bias),
                          ref6, batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
             merged_bias = os.path.join(tmp, "merged_bias_" + bias)
-            peft_cmd("merge", "--model", base_dir, "--adapter", ours_bias, "--out", merged_bias)
+            model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_bias, "--out", merged_bias)
             with torch.no_grad():
                 ref7 = AutoModelForCausalLM.from_pretrained(merged_bias).eval()(**batch).logits.numpy()
-            report.check(f"bias={bias}: merged folder in transformers vs adapter", max_diff(ref7, ref6,
+            report.check(f"bias={bias}: merged folder in transformers vs adapter", model_ref.max_masked_diff(ref7, ref6,
                          batch["attention_mask"]), MERGE_ABS * max(1.0, float(np.abs(ref6).max())),
                          "logits max abs error")
     report.finish()

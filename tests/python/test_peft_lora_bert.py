@@ -9,7 +9,6 @@ trained, LayerNorm and MLM-head biases included):
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -27,14 +26,6 @@ LOGITS_ABS = model_ref.LOGITS_ABS  # 1e-4
 MERGE_ABS = 1e-5
 VOCAB = 512
 MASK_ID = 3
-
-
-def peft_cmd(*args):
-    cmd = [model_ref.peft_binary(), *map(str, args)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
-    return r.stdout
 
 
 def tiny_bert(path, seed):
@@ -67,10 +58,6 @@ def write_records(path, batch):
             f.write(json.dumps({"input_ids": ids[:n].tolist(), "labels": labels[:n].tolist()}) + "\n")
 
 
-def max_diff(a, b, mask):
-    return float(np.abs(a - b)[mask.bool().numpy()].max())
-
-
 def our_logits(model_dir, batch, adapter):
     return model_ref.run_oracle(model_dir, batch, grads=False, extra_args=["--adapter", adapter])["logits"]
 
@@ -99,15 +86,15 @@ def main():
         pm.eval()
         with torch.no_grad():
             ref = pm(**batch).logits.numpy()
-        report.check("PEFT adapter changes the logits", -max_diff(ref, plain, mask), -1e-2, "minus max logit change")
-        report.check("PEFT bias=all BERT adapter, our logits", max_diff(our_logits(base_dir, batch, peft_dir), ref,
+        report.check("PEFT adapter changes the logits", -model_ref.max_masked_diff(ref, plain, mask), -1e-2, "minus max logit change")
+        report.check("PEFT bias=all BERT adapter, our logits", model_ref.max_masked_diff(our_logits(base_dir, batch, peft_dir), ref,
                      mask), LOGITS_ABS, "logits max abs error")
 
         # 2. ours -> PEFT: trained on masked-LM records.
         data = os.path.join(tmp, "mlm.jsonl")
         write_records(data, batch)
         ours_dir = os.path.join(tmp, "ours_adapter")
-        peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
+        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
                  "--r", 4, "--lora-bias", "all", "--batch-size", 4)
         loaded = PeftModel.from_pretrained(BertForMaskedLM.from_pretrained(base_dir), ours_dir).eval()
         ln_bias = loaded.base_model.model.bert.encoder.layer[0].output.LayerNorm.bias
@@ -115,15 +102,15 @@ def main():
         report.check("LayerNorm bias trained and loaded by PEFT", -moved, -1e-4, "minus change")
         with torch.no_grad():
             ref2 = loaded(**batch).logits.numpy()
-        report.check("our BERT adapter loaded by PEFT", max_diff(our_logits(base_dir, batch, ours_dir), ref2, mask),
+        report.check("our BERT adapter loaded by PEFT", model_ref.max_masked_diff(our_logits(base_dir, batch, ours_dir), ref2, mask),
                      LOGITS_ABS, "logits max abs error")
 
         # 3. merge -> a plain HF folder.
         merged_dir = os.path.join(tmp, "merged")
-        peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
+        model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
         with torch.no_grad():
             ref3 = BertForMaskedLM.from_pretrained(merged_dir).eval()(**batch).logits.numpy()
-        report.check("merged BERT folder in transformers vs adapter", max_diff(ref3, ref2, mask),
+        report.check("merged BERT folder in transformers vs adapter", model_ref.max_masked_diff(ref3, ref2, mask),
                      MERGE_ABS * max(1.0, float(np.abs(ref2).max())), "logits max abs error")
     report.finish()
 
