@@ -25,16 +25,6 @@ std::string layer_prefix(int64_t i) {
   return fmt::format("bert.encoder.layer.{}.", i);
 }
 
-LinearSite site(const std::string& module, int64_t layer, int64_t in, int64_t out) {
-  LinearSite s;
-  s.module = module;
-  s.name = module.substr(module.find_last_of('.') + 1);
-  s.layer = int(layer);
-  s.in_features = in;
-  s.out_features = out;
-  return s;
-}
-
 float config_float(const HFConfig& c, const char* key, float fallback) {
   if (c.raw.contains(key) && c.raw[key].is_number()) return c.raw[key].get<float>();
   return fallback;
@@ -44,18 +34,7 @@ class Bert final : public Model {
  public:
   Bert(HFConfig c, const ArchSpec& arch, std::map<std::string, Tensor> tensors)
       : Model(std::move(c), arch) {
-    auto take = [&](const std::string& name) -> Var {
-      auto it = tensors.find(name);
-      PEFT_CHECK(it != tensors.end(), "bert weight {} not loaded", name);
-      Var v = constant(it->second, name);
-      weight(name) = v;
-      return v;
-    };
-    auto take_linear = [&](LinearWeights& w, const LinearSite& s) {
-      w.site = s;
-      w.weight = take(s.module + ".weight");
-      w.bias = take(s.module + ".bias");
-    };
+    auto take = [&](const std::string& name) { return take_weight(tensors, name); };
     auto take_norm = [&](Norm& n, const std::string& prefix) {
       n.weight = take(prefix + ".weight");
       n.bias = take(prefix + ".bias");
@@ -72,13 +51,13 @@ class Bert final : public Model {
       Layer& L = layers_[size_t(i)];
       const std::string p = layer_prefix(i);
       for (LinearWeights* w : {&L.query, &L.key, &L.value, &L.attn_out, &L.inter, &L.out}) {
-        take_linear(*w, sites[k++]);
+        *w = take_linear(tensors, sites[k++], true);
         sites_.push_back(w);
       }
       take_norm(L.attn_norm, p + "attention.output.LayerNorm");
       take_norm(L.out_norm, p + "output.LayerNorm");
     }
-    take_linear(transform_, sites[k++]);
+    transform_ = take_linear(tensors, sites[k++], true);
     sites_.push_back(&transform_);
     take_norm(transform_norm_, "cls.predictions.transform.LayerNorm");
     decoder_ = cfg.tie_word_embeddings ? word_ : take("cls.predictions.decoder.weight");
@@ -254,14 +233,14 @@ std::vector<LinearSite> bert_linear_sites(const HFConfig& c) {
   std::vector<LinearSite> out;
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = layer_prefix(i);
-    out.push_back(site(p + "attention.self.query", i, C, C));
-    out.push_back(site(p + "attention.self.key", i, C, C));
-    out.push_back(site(p + "attention.self.value", i, C, C));
-    out.push_back(site(p + "attention.output.dense", i, C, C));
-    out.push_back(site(p + "intermediate.dense", i, C, I));
-    out.push_back(site(p + "output.dense", i, I, C));
+    out.push_back(linear_site(p + "attention.self.query", i, C, C));
+    out.push_back(linear_site(p + "attention.self.key", i, C, C));
+    out.push_back(linear_site(p + "attention.self.value", i, C, C));
+    out.push_back(linear_site(p + "attention.output.dense", i, C, C));
+    out.push_back(linear_site(p + "intermediate.dense", i, C, I));
+    out.push_back(linear_site(p + "output.dense", i, I, C));
   }
-  out.push_back(site("cls.predictions.transform.dense", -1, C, C));
+  out.push_back(linear_site("cls.predictions.transform.dense", -1, C, C));
   return out;
 }
 

@@ -35,32 +35,11 @@ bool o_bias(const HFConfig& c) {
   return c.model_type == "llama" && c.attention_bias;
 }
 
-LinearSite site(const std::string& module, int64_t layer, int64_t in, int64_t out) {
-  LinearSite s;
-  s.module = module;
-  s.name = module.substr(module.find_last_of('.') + 1);
-  s.layer = int(layer);
-  s.in_features = in;
-  s.out_features = out;
-  return s;
-}
-
 class Decoder final : public Model {
  public:
   Decoder(HFConfig c, const ArchSpec& arch, std::map<std::string, Tensor> tensors)
       : Model(std::move(c), arch) {
-    auto take = [&](const std::string& name) -> Var {
-      auto it = tensors.find(name);
-      PEFT_CHECK(it != tensors.end(), "decoder weight {} not loaded", name);
-      Var v = constant(it->second, name);
-      weight(name) = v;
-      return v;
-    };
-    auto take_linear = [&](LinearWeights& w, const LinearSite& s, bool bias) {
-      w.site = s;
-      w.weight = take(s.module + ".weight");
-      w.bias = bias ? take(s.module + ".bias") : nullptr;
-    };
+    auto take = [&](const std::string& name) { return take_weight(tensors, name); };
     const HFConfig& cfg = config_;
     embed_ = take("model.embed_tokens.weight");
     layers_.resize(size_t(cfg.num_hidden_layers));
@@ -72,16 +51,16 @@ class Decoder final : public Model {
       L.ln1 = take(p + "input_layernorm.weight");
       L.ln2 = take(p + "post_attention_layernorm.weight");
       if (packed_qkv(cfg)) {
-        take_linear(L.w_pack, sites[k++], false);
+        L.w_pack = take_linear(tensors, sites[k++], false);
       } else {
-        take_linear(L.q, sites[k++], qkv_bias(cfg));
-        take_linear(L.k, sites[k++], qkv_bias(cfg));
-        take_linear(L.v, sites[k++], qkv_bias(cfg));
+        L.q = take_linear(tensors, sites[k++], qkv_bias(cfg));
+        L.k = take_linear(tensors, sites[k++], qkv_bias(cfg));
+        L.v = take_linear(tensors, sites[k++], qkv_bias(cfg));
       }
-      take_linear(L.o, sites[k++], o_bias(cfg));
-      take_linear(L.gate, sites[k++], cfg.mlp_bias);
-      take_linear(L.up, sites[k++], cfg.mlp_bias);
-      take_linear(L.down, sites[k++], cfg.mlp_bias);
+      L.o = take_linear(tensors, sites[k++], o_bias(cfg));
+      L.gate = take_linear(tensors, sites[k++], cfg.mlp_bias);
+      L.up = take_linear(tensors, sites[k++], cfg.mlp_bias);
+      L.down = take_linear(tensors, sites[k++], cfg.mlp_bias);
       for (LinearWeights* w : {&L.w_pack, &L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down})
         if (w->weight) sites_.push_back(w);
     }
@@ -243,16 +222,16 @@ std::vector<LinearSite> decoder_linear_sites(const HFConfig& c) {
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = layer_prefix(i);
     if (packed_qkv(c)) {
-      out.push_back(site(p + "self_attn.W_pack", i, C, 3 * C));
+      out.push_back(linear_site(p + "self_attn.W_pack", i, C, 3 * C));
     } else {
-      out.push_back(site(p + "self_attn.q_proj", i, C, q));
-      out.push_back(site(p + "self_attn.k_proj", i, C, kv));
-      out.push_back(site(p + "self_attn.v_proj", i, C, kv));
+      out.push_back(linear_site(p + "self_attn.q_proj", i, C, q));
+      out.push_back(linear_site(p + "self_attn.k_proj", i, C, kv));
+      out.push_back(linear_site(p + "self_attn.v_proj", i, C, kv));
     }
-    out.push_back(site(p + "self_attn.o_proj", i, q, C));
-    out.push_back(site(p + "mlp.gate_proj", i, C, I));
-    out.push_back(site(p + "mlp.up_proj", i, C, I));
-    out.push_back(site(p + "mlp.down_proj", i, I, C));
+    out.push_back(linear_site(p + "self_attn.o_proj", i, q, C));
+    out.push_back(linear_site(p + "mlp.gate_proj", i, C, I));
+    out.push_back(linear_site(p + "mlp.up_proj", i, C, I));
+    out.push_back(linear_site(p + "mlp.down_proj", i, I, C));
   }
   // lm_head is no site: the loss fuses it into the chunked cross-entropy, and PEFT's
   // "all-linear" leaves the output layer out as well.

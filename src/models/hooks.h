@@ -24,6 +24,12 @@ struct LinearSite {
   int64_t in_features = 0, out_features = 0;
 };
 
+// The site of an HF module path (its name is the path's last component); layer −1 outside the
+// transformer layers.
+inline LinearSite linear_site(const std::string& module, int64_t layer, int64_t in, int64_t out) {
+  return {module, module.substr(module.find_last_of('.') + 1), int(layer), in, out};
+}
+
 // Extra keys/values that every query of one attention layer sees: [B or 1, P, Hkv, D] each.
 struct KvPrefix {
   Var key;

@@ -51,6 +51,20 @@ Var& Model::weight(const std::string& name) {
   return weights_[name];
 }
 
+Var Model::take_weight(std::map<std::string, Tensor>& tensors, const std::string& name) {
+  auto it = tensors.find(name);
+  PEFT_CHECK(it != tensors.end(), "{} weight {} not loaded", config_.model_type, name);
+  Var v = constant(it->second, name);
+  weight(name) = v;
+  return v;
+}
+
+LinearWeights Model::take_linear(std::map<std::string, Tensor>& tensors, const LinearSite& site,
+                                 bool has_bias) {
+  return {site, take_weight(tensors, site.module + ".weight"),
+          has_bias ? take_weight(tensors, site.module + ".bias") : nullptr};
+}
+
 Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
   if (!hooks) return linear(x, w.weight, w.bias);
   return linear(x, w.weight, w.bias, hooks->linear_branch(w.site));

@@ -116,6 +116,11 @@ class Model {
   virtual Var head_bias() const { return nullptr; }
   // The name -> weight table the family fills when building (tied weights appear once).
   Var& weight(const std::string& name);
+  // Building: a loaded tensor becomes a frozen weight of the table; a projection takes
+  // <module>.weight and, with has_bias, <module>.bias.
+  Var take_weight(std::map<std::string, Tensor>& tensors, const std::string& name);
+  LinearWeights take_linear(std::map<std::string, Tensor>& tensors, const LinearSite& site,
+                            bool has_bias);
   Var dropout_if_training(const Var& x, float p);
   // Positions [B, P + T] of the tokens after P virtual tokens: the virtual tokens take
   // offset + 0 .. P − 1 and the batch's tokens offset + P + position_ids (or + t without them).
