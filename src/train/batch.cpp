@@ -44,7 +44,17 @@ BatchBuilder::BatchBuilder(std::vector<Example> examples, BatchingOptions option
     row.input_ids.insert(row.input_ids.end(), e.input_ids.begin(), e.input_ids.end());
     const size_t first = row.labels.size();
     row.labels.insert(row.labels.end(), e.labels.begin(), e.labels.end());
-    row.labels[first] = kIgnoreIndex;  // nothing before it in its record predicts it
+    // A decoder: nothing before it in its record predicts the first token (a masked LM scores
+    // each token at its own position and keeps it).
+    if (options_.shifted) row.labels[first] = kIgnoreIndex;
+    if (!e.token_type_ids.empty() || !row.token_type_ids.empty()) {  // BERT: types travel along
+      row.token_type_ids.resize(first, 0);
+      if (e.token_type_ids.empty())
+        row.token_type_ids.resize(row.input_ids.size(), 0);
+      else
+        row.token_type_ids.insert(row.token_type_ids.end(), e.token_type_ids.begin(),
+                                  e.token_type_ids.end());
+    }
     seg.insert(seg.end(), e.input_ids.size(), next_segment++);
   }
   flush();

@@ -1,7 +1,8 @@
 // Tokenised examples and the batches built from them. Labels follow Hugging Face: aligned with
 // input_ids, −100 where no loss is taken; a decoder's loss predicts labels[t + 1] from position t
-// (the model shifts), a masked LM scores labels[t] at t. Packing sets the label of every record's
-// first token to −100, so no position is ever asked to predict across a record boundary.
+// (the model shifts), a masked LM scores labels[t] at t. Packing (for a decoder) sets the label of
+// every record's first token to −100, so no position is ever asked to predict across a record
+// boundary; positions restart and segment ids keep attention inside each record.
 #pragma once
 
 #include <cstdint>

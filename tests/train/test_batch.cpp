@@ -58,6 +58,18 @@ TEST(Batch, PackingNeverCrossesRecords) {
   EXPECT_EQ(row(b.segment_ids, 1), (std::vector<int32_t>{0, 0, 0, 0, -1}));
 }
 
+TEST(Batch, MaskedLmPackingKeepsEveryLabelAndTheTokenTypes) {
+  std::vector<Example> ex = examples({2, 3});
+  ex[1].token_type_ids = {0, 1, 1};
+  BatchBuilder builder(
+      ex, {.batch_size = 1, .max_len = 6, .packing = true, .shuffle = false, .shifted = false});
+  Batch b = builder.make_batch({0});
+  EXPECT_EQ(row(b.labels, 0), (std::vector<int32_t>{1, 2, 3, 4, 5}));
+  ASSERT_TRUE(b.token_type_ids.defined());
+  EXPECT_EQ(row(b.token_type_ids, 0), (std::vector<int32_t>{0, 0, 0, 1, 1}));
+  EXPECT_EQ(row(b.segment_ids, 0), (std::vector<int32_t>{0, 0, 1, 1, 1}));
+}
+
 TEST(Batch, EpochsAreSeededPermutationsThatCoverEveryExampleOnce) {
   BatchBuilder builder(examples({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}), {.batch_size = 3});
   auto flat = [](const EpochPlan& p) {
