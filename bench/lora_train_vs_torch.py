@@ -103,7 +103,8 @@ def main():
     c = SHAPES[a.config]
     if a.peer_only:
         times = peft_peer(a.peer_only, c, a.steps, a.threads)
-        print(json.dumps({"step_times": times, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        print(json.dumps({"step_times": times, "peak_rss_mb": rss_mb}))
         return
     tokens = c["batch"] * c["seq"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,7 +114,8 @@ def main():
         g = torch.Generator().manual_seed(2)
         with open(data, "w") as f:
             for _ in range(c["batch"] * (a.steps + 1)):
-                f.write(json.dumps({"input_ids": torch.randint(0, c["vocab"], (c["seq"],), generator=g).tolist()}) + "\n")
+                ids = torch.randint(0, c["vocab"], (c["seq"],), generator=g).tolist()
+                f.write(json.dumps({"input_ids": ids}) + "\n")
         result = {"bench": "lora_train", "config": a.config, "threads": a.threads, "tokens_per_step": tokens,
                   "cpu": cpu_name()}
         our_times, our_rss = ours(a.peft, model_dir, data, os.path.join(tmp, "out"), c, a.steps, a.threads)

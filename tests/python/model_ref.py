@@ -104,6 +104,22 @@ def peft_cmd(*args):
     return r.stdout
 
 
+def saved_peft_adapter(model, config, seed, out_dir):
+    """PEFT's get_peft_model(model, config) with every LoRA B, and every bias the config trains,
+    moved by N(0, 0.3²) noise (so the adapter changes the output), saved to out_dir. Returns the
+    PeftModel in eval mode."""
+    import torch
+    from peft import get_peft_model
+    pm = get_peft_model(model, config)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n or (p.requires_grad and n.endswith("bias")):
+                p.add_(torch.randn_like(p) * 0.3)
+    pm.save_pretrained(out_dir)
+    return pm.eval()
+
+
 def max_masked_diff(a, b, mask):
     """max |a - b| over the positions where mask (a torch [B, T] tensor) is set."""
     import numpy as np

@@ -15,12 +15,13 @@ import sys
 import tempfile
 
 import model_ref
+from model_ref import max_masked_diff, peft_cmd
 
 model_ref.ensure_env(extra_modules=("peft",))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
+from peft import LoraConfig, PeftModel  # noqa: E402
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
 LOGITS_ABS = model_ref.LOGITS_ABS  # 1e-4
@@ -102,49 +103,43 @@ def main():
         # 1. PEFT -> ours. B is randomised so the adapter changes the output.
         peft_dir = os.path.join(tmp, "peft_adapter")
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
-        pm = get_peft_model(tiny_qwen2(os.path.join(tmp, "scratch")), cfg)
-        torch.manual_seed(3)
-        with torch.no_grad():
-            for n, p in pm.named_parameters():
-                if "lora_B" in n:
-                    p.copy_(torch.randn_like(p) * 0.3)
-        pm.save_pretrained(peft_dir)
-        pm.eval()
+        pm = model_ref.saved_peft_adapter(tiny_qwen2(os.path.join(tmp, "scratch")), cfg, 3, peft_dir)
         with torch.no_grad():
             ref = pm(**batch).logits.numpy()
         plain = base(**batch).logits.detach().numpy()
-        report.check("PEFT adapter changes the logits", -model_ref.max_masked_diff(ref, plain, batch["attention_mask"]), -1e-2,
+        report.check("PEFT adapter changes the logits", -max_masked_diff(ref, plain, batch["attention_mask"]), -1e-2,
                      "minus max logit change")
         ours = our_logits(base_dir, batch, peft_dir)
-        report.check("PEFT-written adapter, our logits", model_ref.max_masked_diff(ours, ref, batch["attention_mask"]), LOGITS_ABS,
+        report.check("PEFT-written adapter, our logits", max_masked_diff(ours, ref, batch["attention_mask"]),
+                     LOGITS_ABS,
                      "logits max abs error")
 
         # 2. ours -> PEFT, on more targets, with rsLoRA.
         ours_dir = os.path.join(tmp, "ours_adapter")
-        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
+        peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
                  "--r", 4, "--lora-alpha", 16, "--use-rslora", "--target-modules", "q_proj,k_proj,o_proj,up_proj",
                  "--batch-size", 4)
         loaded = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), ours_dir).eval()
         with torch.no_grad():
             ref2 = loaded(**batch).logits.numpy()
-        report.check("our adapter changes the logits", -model_ref.max_masked_diff(ref2, plain, batch["attention_mask"]), -1e-3,
+        report.check("our adapter changes the logits", -max_masked_diff(ref2, plain, batch["attention_mask"]), -1e-3,
                      "minus max logit change")
         ours2 = our_logits(base_dir, batch, ours_dir)
-        report.check("our adapter loaded by PEFT", model_ref.max_masked_diff(ours2, ref2, batch["attention_mask"]), LOGITS_ABS,
+        report.check("our adapter loaded by PEFT", max_masked_diff(ours2, ref2, batch["attention_mask"]), LOGITS_ABS,
                      "logits max abs error")
 
         # 3. merge -> a plain HF folder.
         merged_dir = os.path.join(tmp, "merged")
-        model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
+        peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
         merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
         with torch.no_grad():
             ref3 = merged(**batch).logits.numpy()
-        report.check("merged folder in transformers vs adapter", model_ref.max_masked_diff(ref3, ref2, batch["attention_mask"]),
+        report.check("merged folder in transformers vs adapter", max_masked_diff(ref3, ref2, batch["attention_mask"]),
                      MERGE_ABS * max(1.0, float(np.abs(ref2).max())), "logits max abs error")
 
         # 4a. 10 LoRA steps from the same adapter file (PEFT's), constant lr, no clipping.
         lora_out = os.path.join(tmp, "lora_steps")
-        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", lora_out, "--adapter", peft_dir,
+        peft_cmd("train", "--model", base_dir, "--data", data, "--out", lora_out, "--adapter", peft_dir,
                  "--max-steps", 10, "--batch-size", 4, "--no-shuffle", "--lr", 1e-2, "--scheduler", "constant",
                  "--clip-grad", 0, "--weight-decay", 0.01)
         trainable = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), peft_dir, is_trainable=True)
@@ -153,7 +148,7 @@ def main():
 
         # 4b. 10 full fine-tuning steps.
         full_out = os.path.join(tmp, "full_steps")
-        model_ref.peft_cmd("train", "--method", "full", "--model", base_dir, "--data", data, "--out", full_out,
+        peft_cmd("train", "--method", "full", "--model", base_dir, "--data", data, "--out", full_out,
                  "--max-steps", 10, "--batch-size", 4, "--no-shuffle", "--lr", 1e-3, "--scheduler", "constant",
                  "--clip-grad", 0)
         full = Qwen2ForCausalLM.from_pretrained(base_dir)
@@ -163,23 +158,18 @@ def main():
         # 5a. PEFT -> ours with bias="all": every bias of the model trained (here: perturbed).
         bias_dir = os.path.join(tmp, "peft_bias_all")
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], bias="all", lora_dropout=0.0)
-        pm = get_peft_model(tiny_qwen2(os.path.join(tmp, "scratch_bias")), cfg)
-        torch.manual_seed(4)
-        with torch.no_grad():
-            for n, p in pm.named_parameters():
-                if "lora_B" in n or n.endswith("bias"):
-                    p.add_(torch.randn_like(p) * 0.3)
-        pm.save_pretrained(bias_dir)
-        pm.eval()
+        pm = model_ref.saved_peft_adapter(tiny_qwen2(os.path.join(tmp, "scratch_bias")), cfg, 4, bias_dir)
         with torch.no_grad():
             ref5 = pm(**batch).logits.numpy()
-        report.check("PEFT bias=all adapter, our logits", model_ref.max_masked_diff(our_logits(base_dir, batch, bias_dir), ref5,
-                     batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
+        ours5 = our_logits(base_dir, batch, bias_dir)
+        report.check("PEFT bias=all adapter, our logits",
+                     max_masked_diff(ours5, ref5, batch["attention_mask"]), LOGITS_ABS,
+                     "logits max abs error")
 
         # 5b. ours -> PEFT with bias="all" and "lora_only", and merged with the trained biases.
         for bias in ("all", "lora_only"):
             ours_bias = os.path.join(tmp, "ours_bias_" + bias)
-            model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_bias, "--max-steps", 3, "--lr",
+            peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_bias, "--max-steps", 3, "--lr",
                      5e-2, "--r", 4, "--lora-bias", bias, "--target-modules", "q_proj,v_proj", "--batch-size", 4)
             loaded = PeftModel.from_pretrained(Qwen2ForCausalLM.from_pretrained(base_dir), ours_bias).eval()
             k_bias = loaded.base_model.model.model.layers[0].self_attn.k_proj.bias
@@ -192,13 +182,14 @@ def main():
             report.check(f"bias={bias}: targeted q_proj bias trained", -q_moved, -1e-4, "minus change")
             with torch.no_grad():
                 ref6 = loaded(**batch).logits.numpy()
-            report.check(f"our bias={bias} adapter loaded by PEFT", model_ref.max_masked_diff(our_logits(base_dir, batch, ours_bias),
-                         ref6, batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
+            ours6 = our_logits(base_dir, batch, ours_bias)
+            report.check(f"our bias={bias} adapter loaded by PEFT",
+                         max_masked_diff(ours6, ref6, batch["attention_mask"]), LOGITS_ABS, "logits max abs error")
             merged_bias = os.path.join(tmp, "merged_bias_" + bias)
-            model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_bias, "--out", merged_bias)
+            peft_cmd("merge", "--model", base_dir, "--adapter", ours_bias, "--out", merged_bias)
             with torch.no_grad():
                 ref7 = AutoModelForCausalLM.from_pretrained(merged_bias).eval()(**batch).logits.numpy()
-            report.check(f"bias={bias}: merged folder in transformers vs adapter", model_ref.max_masked_diff(ref7, ref6,
+            report.check(f"bias={bias}: merged folder in transformers vs adapter", max_masked_diff(ref7, ref6,
                          batch["attention_mask"]), MERGE_ABS * max(1.0, float(np.abs(ref6).max())),
                          "logits max abs error")
     report.finish()

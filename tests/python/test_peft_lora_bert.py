@@ -14,12 +14,13 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_ref  # noqa: E402
+from model_ref import max_masked_diff, peft_cmd  # noqa: E402
 
 model_ref.ensure_env(extra_modules=("peft",))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from peft import LoraConfig, PeftModel, get_peft_model  # noqa: E402
+from peft import LoraConfig, PeftModel  # noqa: E402
 from transformers import BertConfig, BertForMaskedLM  # noqa: E402
 
 LOGITS_ABS = model_ref.LOGITS_ABS  # 1e-4
@@ -76,25 +77,20 @@ def main():
         peft_dir = os.path.join(tmp, "peft_adapter")
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "output.dense"], bias="all",
                          lora_dropout=0.0)
-        pm = get_peft_model(tiny_bert(os.path.join(tmp, "scratch"), 60), cfg)
-        torch.manual_seed(62)
-        with torch.no_grad():
-            for n, p in pm.named_parameters():
-                if "lora_B" in n or n.endswith("bias"):
-                    p.add_(torch.randn_like(p) * 0.3)
-        pm.save_pretrained(peft_dir)
-        pm.eval()
+        pm = model_ref.saved_peft_adapter(tiny_bert(os.path.join(tmp, "scratch"), 60), cfg, 62, peft_dir)
         with torch.no_grad():
             ref = pm(**batch).logits.numpy()
-        report.check("PEFT adapter changes the logits", -model_ref.max_masked_diff(ref, plain, mask), -1e-2, "minus max logit change")
-        report.check("PEFT bias=all BERT adapter, our logits", model_ref.max_masked_diff(our_logits(base_dir, batch, peft_dir), ref,
-                     mask), LOGITS_ABS, "logits max abs error")
+        report.check("PEFT adapter changes the logits", -max_masked_diff(ref, plain, mask), -1e-2,
+                     "minus max logit change")
+        ours = our_logits(base_dir, batch, peft_dir)
+        report.check("PEFT bias=all BERT adapter, our logits", max_masked_diff(ours, ref, mask), LOGITS_ABS,
+                     "logits max abs error")
 
         # 2. ours -> PEFT: trained on masked-LM records.
         data = os.path.join(tmp, "mlm.jsonl")
         write_records(data, batch)
         ours_dir = os.path.join(tmp, "ours_adapter")
-        model_ref.peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
+        peft_cmd("train", "--model", base_dir, "--data", data, "--out", ours_dir, "--max-steps", 3, "--lr", 5e-2,
                  "--r", 4, "--lora-bias", "all", "--batch-size", 4)
         loaded = PeftModel.from_pretrained(BertForMaskedLM.from_pretrained(base_dir), ours_dir).eval()
         ln_bias = loaded.base_model.model.bert.encoder.layer[0].output.LayerNorm.bias
@@ -102,15 +98,16 @@ def main():
         report.check("LayerNorm bias trained and loaded by PEFT", -moved, -1e-4, "minus change")
         with torch.no_grad():
             ref2 = loaded(**batch).logits.numpy()
-        report.check("our BERT adapter loaded by PEFT", model_ref.max_masked_diff(our_logits(base_dir, batch, ours_dir), ref2, mask),
-                     LOGITS_ABS, "logits max abs error")
+        ours2 = our_logits(base_dir, batch, ours_dir)
+        report.check("our BERT adapter loaded by PEFT", max_masked_diff(ours2, ref2, mask), LOGITS_ABS,
+                     "logits max abs error")
 
         # 3. merge -> a plain HF folder.
         merged_dir = os.path.join(tmp, "merged")
-        model_ref.peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
+        peft_cmd("merge", "--model", base_dir, "--adapter", ours_dir, "--out", merged_dir)
         with torch.no_grad():
             ref3 = BertForMaskedLM.from_pretrained(merged_dir).eval()(**batch).logits.numpy()
-        report.check("merged BERT folder in transformers vs adapter", model_ref.max_masked_diff(ref3, ref2, mask),
+        report.check("merged BERT folder in transformers vs adapter", max_masked_diff(ref3, ref2, mask),
                      MERGE_ABS * max(1.0, float(np.abs(ref2).max())), "logits max abs error")
     report.finish()
 
