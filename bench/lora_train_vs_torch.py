@@ -15,7 +15,6 @@ Needs the reference environment (build/.venv, made by scripts/setup-python.sh)."
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,15 @@ def ours(peft_bin, model_dir, data, out, c, steps, threads):
     return steps_s, json.loads(r.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
 
+def peak_rss_mb():
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it does not count a parent before exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
 def cpu_name():
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -103,7 +111,7 @@ def main():
     c = SHAPES[a.config]
     if a.peer_only:
         times = peft_peer(a.peer_only, c, a.steps, a.threads)
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        rss_mb = peak_rss_mb()
         print(json.dumps({"step_times": times, "peak_rss_mb": rss_mb}))
         return
     tokens = c["batch"] * c["seq"]

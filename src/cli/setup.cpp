@@ -4,6 +4,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #include "io/files.h"
 #include "models/registry.h"
@@ -31,9 +34,14 @@ std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string
 }
 
 double peak_rss_mb() {
+  // VmHWM belongs to this program's address space; getrusage's ru_maxrss survives exec and would
+  // report a large parent (e.g. a Python process that launched us) instead.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
   struct rusage u {};
   getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+  return double(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
 void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir) {

@@ -29,6 +29,7 @@ struct AttachedLora {
 };
 std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir);
 
+// This process's peak resident memory in MiB (VmHWM).
 double peak_rss_mb();
 
 // Copies the tokenizer and generation files a model folder holds (tokenizer.json, vocab files,
