@@ -39,7 +39,8 @@ inline Vec to_vec(const Tensor& t) {
 }
 
 // Elementwise |a − b| ≤ abs + rel·|b|, reporting the first few offenders.
-inline ::testing::AssertionResult all_close(const Vec& ours, const Vec& ref, double abs, double rel) {
+inline ::testing::AssertionResult all_close(const Vec& ours, const Vec& ref, double abs,
+                                            double rel) {
   if (ours.size() != ref.size())
     return ::testing::AssertionFailure() << "size " << ours.size() << " vs " << ref.size();
   int bad = 0;
@@ -53,7 +54,8 @@ inline ::testing::AssertionResult all_close(const Vec& ours, const Vec& ref, dou
       ++bad;
     }
   }
-  if (bad) return ::testing::AssertionFailure() << bad << " of " << ours.size() << " differ:" << msg;
+  if (bad)
+    return ::testing::AssertionFailure() << bad << " of " << ours.size() << " differ:" << msg;
   return ::testing::AssertionSuccess();
 }
 
@@ -89,9 +91,9 @@ inline ::testing::AssertionResult gradient_close(const Vec& ours, const Vec& fd,
     if (!(e <= worst)) worst = e, at = i;
   }
   if (!(worst <= tol * scale))
-    return ::testing::AssertionFailure() << "max error " << worst << " at [" << at << "] (ours "
-                                         << ours[at] << ", fd " << fd[at] << "), allowed "
-                                         << tol * scale;
+    return ::testing::AssertionFailure()
+           << "max error " << worst << " at [" << at << "] (ours " << ours[at] << ", fd " << fd[at]
+           << "), allowed " << tol * scale;
   return ::testing::AssertionSuccess();
 }
 

@@ -24,9 +24,13 @@ Var variable(Tensor value, std::string name) {
   return n;
 }
 
-Tape::Tape() : previous_(g_active_tape) { g_active_tape = this; }
+Tape::Tape() : previous_(g_active_tape) {
+  g_active_tape = this;
+}
 
-Tape::~Tape() { g_active_tape = previous_; }
+Tape::~Tape() {
+  g_active_tape = previous_;
+}
 
 void Tape::backward(const Var& loss, float seed) {
   PEFT_CHECK(loss->value.numel() == 1, "backward from a non-scalar {}", loss->value.describe());
@@ -54,11 +58,17 @@ void Tape::run_reverse() {
   }
 }
 
-Tape* active_tape() { return g_no_grad ? nullptr : g_active_tape; }
+Tape* active_tape() {
+  return g_no_grad ? nullptr : g_active_tape;
+}
 
-NoGradGuard::NoGradGuard() : previous_(g_no_grad) { g_no_grad = true; }
+NoGradGuard::NoGradGuard() : previous_(g_no_grad) {
+  g_no_grad = true;
+}
 
-NoGradGuard::~NoGradGuard() { g_no_grad = previous_; }
+NoGradGuard::~NoGradGuard() {
+  g_no_grad = previous_;
+}
 
 bool needs_grad(std::initializer_list<const Var*> inputs) {
   if (!active_tape()) return false;

@@ -35,5 +35,6 @@ bool stderr_is_terminal();
 
 #define PEFT_CLI_CONCAT2(a, b) a##b
 #define PEFT_CLI_CONCAT(a, b) PEFT_CLI_CONCAT2(a, b)
-#define PEFT_COMMAND(name, help, setup) \
-  static ::peft::cli::CommandRegistration PEFT_CLI_CONCAT(peft_command_, __LINE__)(name, help, setup)
+#define PEFT_COMMAND(name, help, setup)                                                        \
+  static ::peft::cli::CommandRegistration PEFT_CLI_CONCAT(peft_command_, __LINE__)(name, help, \
+                                                                                   setup)

@@ -31,7 +31,8 @@ int run_merge(const MergeArgs& a) {
   // The trained biases (PEFT's bias setting) are already the model's weights.
   std::map<std::string, const LoraBranch*> branches;  // weight name -> branch
   for (const LinearSite& site : model.linear_sites())
-    if (const LoraBranch* b = lora->lora->linear_branch(site)) branches[site.module + ".weight"] = b;
+    if (const LoraBranch* b = lora->lora->linear_branch(site))
+      branches[site.module + ".weight"] = b;
   std::vector<TensorToWrite> tensors;
   for (const auto& [name, var] : model.weights()) {
     // Every tensor in the output dtype, as transformers' save_pretrained does.

@@ -21,9 +21,9 @@ Tensor Arena::zeros(Shape shape, DType dtype) {
 
 void Arena::reset() {
   if (blocks_.empty()) return;
-  auto largest = std::max_element(blocks_.begin(), blocks_.end(), [](const Block& a, const Block& b) {
-    return a.storage->size() < b.storage->size();
-  });
+  auto largest = std::max_element(
+      blocks_.begin(), blocks_.end(),
+      [](const Block& a, const Block& b) { return a.storage->size() < b.storage->size(); });
   Block keep = *largest;
   keep.used = 0;
   blocks_.clear();

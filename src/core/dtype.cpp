@@ -9,12 +9,18 @@ namespace peft {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::BF16: return "bf16";
-    case DType::F16: return "f16";
-    case DType::I32: return "i32";
-    case DType::Q8_0: return "q8_0";
-    case DType::Q4_0: return "q4_0";
+    case DType::F32:
+      return "f32";
+    case DType::BF16:
+      return "bf16";
+    case DType::F16:
+      return "f16";
+    case DType::I32:
+      return "i32";
+    case DType::Q8_0:
+      return "q8_0";
+    case DType::Q4_0:
+      return "q4_0";
   }
   return "?";
 }
@@ -29,14 +35,18 @@ DType dtype_from_name(std::string_view name) {
   fail("unknown dtype \"{}\" (expected f32, bf16, f16, i32, q8_0 or q4_0)", name);
 }
 
-bool dtype_is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+bool dtype_is_quantized(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0;
+}
 
 size_t dtype_bytes(DType t, int64_t n) {
   switch (t) {
     case DType::F32:
-    case DType::I32: return size_t(n) * 4;
+    case DType::I32:
+      return size_t(n) * 4;
     case DType::BF16:
-    case DType::F16: return size_t(n) * 2;
+    case DType::F16:
+      return size_t(n) * 2;
     case DType::Q8_0:
       PEFT_CHECK(n % kQuantBlock == 0, "q8_0 needs a multiple of 32 elements, got {}", n);
       return size_t(n / kQuantBlock) * sizeof(BlockQ8_0);
@@ -153,7 +163,9 @@ void dequantize_q4_0(const BlockQ4_0* in, float* x, int64_t nblocks) {
 
 void convert_to_f32(DType src_type, const void* src, float* dst, int64_t n) {
   switch (src_type) {
-    case DType::F32: std::memcpy(dst, src, size_t(n) * 4); return;
+    case DType::F32:
+      std::memcpy(dst, src, size_t(n) * 4);
+      return;
     case DType::BF16: {
       auto* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
@@ -170,17 +182,21 @@ void convert_to_f32(DType src_type, const void* src, float* dst, int64_t n) {
       return;
     }
     case DType::Q8_0:
-      dequantize_q8_0(static_cast<const BlockQ8_0*>(src), dst, int64_t(dtype_bytes(src_type, n) / sizeof(BlockQ8_0)));
+      dequantize_q8_0(static_cast<const BlockQ8_0*>(src), dst,
+                      int64_t(dtype_bytes(src_type, n) / sizeof(BlockQ8_0)));
       return;
     case DType::Q4_0:
-      dequantize_q4_0(static_cast<const BlockQ4_0*>(src), dst, int64_t(dtype_bytes(src_type, n) / sizeof(BlockQ4_0)));
+      dequantize_q4_0(static_cast<const BlockQ4_0*>(src), dst,
+                      int64_t(dtype_bytes(src_type, n) / sizeof(BlockQ4_0)));
       return;
   }
 }
 
 void convert_from_f32(DType dst_type, const float* src, void* dst, int64_t n) {
   switch (dst_type) {
-    case DType::F32: std::memcpy(dst, src, size_t(n) * 4); return;
+    case DType::F32:
+      std::memcpy(dst, src, size_t(n) * 4);
+      return;
     case DType::BF16: {
       auto* d = static_cast<uint16_t*>(dst);
       for (int64_t i = 0; i < n; ++i) d[i] = f32_to_bf16(src[i]);
@@ -197,10 +213,12 @@ void convert_from_f32(DType dst_type, const float* src, void* dst, int64_t n) {
       return;
     }
     case DType::Q8_0:
-      quantize_q8_0(src, static_cast<BlockQ8_0*>(dst), int64_t(dtype_bytes(dst_type, n) / sizeof(BlockQ8_0)));
+      quantize_q8_0(src, static_cast<BlockQ8_0*>(dst),
+                    int64_t(dtype_bytes(dst_type, n) / sizeof(BlockQ8_0)));
       return;
     case DType::Q4_0:
-      quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), int64_t(dtype_bytes(dst_type, n) / sizeof(BlockQ4_0)));
+      quantize_q4_0(src, static_cast<BlockQ4_0*>(dst),
+                    int64_t(dtype_bytes(dst_type, n) / sizeof(BlockQ4_0)));
       return;
   }
 }

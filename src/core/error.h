@@ -32,7 +32,7 @@ template <typename... Args>
 }  // namespace peft
 
 // PEFT_CHECK(cond, "format {}", args...): an invariant the code itself guarantees.
-#define PEFT_CHECK(cond, ...)                                                          \
-  do {                                                                                 \
+#define PEFT_CHECK(cond, ...)                                                               \
+  do {                                                                                      \
     if (!(cond)) ::peft::check_failed(__FILE__, __LINE__, #cond, fmt::format(__VA_ARGS__)); \
   } while (0)

@@ -24,9 +24,13 @@ std::array<uint32_t, 4> philox4x32(uint64_t counter, uint64_t stream, uint64_t s
   return {c0, c1, c2, c3};
 }
 
-uint32_t Rng::bits_at(uint64_t i) const { return philox4x32(i, stream_, seed_)[0]; }
+uint32_t Rng::bits_at(uint64_t i) const {
+  return philox4x32(i, stream_, seed_)[0];
+}
 
-float Rng::uniform_at(uint64_t i) const { return float(bits_at(i) >> 8) * (1.0f / 16777216.0f); }
+float Rng::uniform_at(uint64_t i) const {
+  return float(bits_at(i) >> 8) * (1.0f / 16777216.0f);
+}
 
 float Rng::normal_at(uint64_t i) const {
   const auto r = philox4x32(i, stream_, seed_);

@@ -74,7 +74,8 @@ Tensor Tensor::view(Shape shape) const {
     }
   }
   if (infer >= 0) {
-    PEFT_CHECK(known > 0 && numel() % known == 0, "cannot view {} as {}", describe(), shape_str(shape));
+    PEFT_CHECK(known > 0 && numel() % known == 0, "cannot view {} as {}", describe(),
+               shape_str(shape));
     shape[size_t(infer)] = numel() / known;
   }
   PEFT_CHECK(shape_numel(shape) == numel(), "cannot view {} as {}", describe(), shape_str(shape));
@@ -139,12 +140,15 @@ std::vector<float> Tensor::to_vector() const {
   return v;
 }
 
-std::string Tensor::describe() const { return std::string(dtype_name(dtype_)) + shape_str(shape_); }
+std::string Tensor::describe() const {
+  return std::string(dtype_name(dtype_)) + shape_str(shape_);
+}
 
 void Tensor::check_type(DType wanted) const {
   const bool half = wanted == DType::BF16 && (dtype_ == DType::BF16 || dtype_ == DType::F16);
   PEFT_CHECK(defined(), "access to an undefined tensor");
-  PEFT_CHECK(half || dtype_ == wanted, "tensor is {}, accessed as {}", describe(), dtype_name(wanted));
+  PEFT_CHECK(half || dtype_ == wanted, "tensor is {}, accessed as {}", describe(),
+             dtype_name(wanted));
 }
 
 }  // namespace peft

@@ -25,18 +25,26 @@ std::string shape_str(const Shape& shape);  // "[2, 3]"
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::F32; }
+constexpr DType dtype_of<float>() {
+  return DType::F32;
+}
 template <>
-constexpr DType dtype_of<int32_t>() { return DType::I32; }
+constexpr DType dtype_of<int32_t>() {
+  return DType::I32;
+}
 template <>
-constexpr DType dtype_of<uint16_t>() { return DType::BF16; }  // bf16 or f16: checked loosely
+constexpr DType dtype_of<uint16_t>() {
+  return DType::BF16;
+}  // bf16 or f16: checked loosely
 
 class Tensor {
  public:
   Tensor() = default;
   // Zero-filled heap tensor.
   static Tensor zeros(Shape shape, DType dtype = DType::F32);
-  static Tensor empty(Shape shape, DType dtype = DType::F32) { return zeros(std::move(shape), dtype); }
+  static Tensor empty(Shape shape, DType dtype = DType::F32) {
+    return zeros(std::move(shape), dtype);
+  }
   static Tensor from_vector(const std::vector<float>& values, Shape shape);
   static Tensor from_vector_i32(const std::vector<int32_t>& values, Shape shape);
   // A view of existing storage (e.g. a mapped file); checks bounds.

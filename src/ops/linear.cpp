@@ -56,10 +56,10 @@ Var linear(const Var& x, const Var& weight, const Var& bias, const LoraBranch* l
   const bool recording = active_tape() != nullptr;
   if (lora) {
     const int64_t r = lora->A->value.dim(0);
-    PEFT_CHECK(lora->A->value.dim(1) == in && lora->B->value.dim(0) == out &&
-                   lora->B->value.dim(1) == r,
-               "LoRA A {} / B {} do not fit weight {}", lora->A->value.describe(),
-               lora->B->value.describe(), w.describe());
+    PEFT_CHECK(
+        lora->A->value.dim(1) == in && lora->B->value.dim(0) == out && lora->B->value.dim(1) == r,
+        "LoRA A {} / B {} do not fit weight {}", lora->A->value.describe(),
+        lora->B->value.describe(), w.describe());
     xd = x->value;
     if (lora->dropout > 0.0f && recording) {
       PEFT_CHECK(lora->rng != nullptr, "LoRA dropout needs an Rng");
@@ -82,8 +82,7 @@ Var linear(const Var& x, const Var& weight, const Var& bias, const LoraBranch* l
              r, 1.0f, y.data<float>(), out);
   }
 
-  const bool grad = needs_grad({&x, &weight, &bias}) ||
-                    (lora && needs_grad({&lora->A, &lora->B}));
+  const bool grad = needs_grad({&x, &weight, &bias}) || (lora && needs_grad({&lora->A, &lora->B}));
   Var result = make_output(std::move(y), grad);
   if (!grad) return result;
 

@@ -267,10 +267,9 @@ void load_lora_weights(const std::string& dir, ParamStore& params) {
   auto stored_name = [&](const std::string& key) {
     const std::string wrapped = ".base_layer.bias", plain = ".bias";
     if (file.contains(key) || !key.ends_with(plain)) return key;
-    const std::string other =
-        key.ends_with(wrapped)
-            ? key.substr(0, key.size() - wrapped.size()) + plain
-            : key.substr(0, key.size() - plain.size()) + wrapped;
+    const std::string other = key.ends_with(wrapped)
+                                  ? key.substr(0, key.size() - wrapped.size()) + plain
+                                  : key.substr(0, key.size() - plain.size()) + wrapped;
     return file.contains(other) ? other : key;
   };
   for (const ParamStore::Entry& e : params.entries()) {

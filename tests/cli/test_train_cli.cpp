@@ -132,9 +132,9 @@ TEST_F(TrainCli, MaxLenTruncationIsCounted) {
 }
 
 TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
-  const std::string common =
-      "train --model " + dir_ + "/model --data " + data_ +
-      " --max-steps 6 --batch-size 4 --lr 1e-2 --lora-dropout 0.1 --lora-bias all --save-every 3 --seed 5";
+  const std::string common = "train --model " + dir_ + "/model --data " + data_ +
+                             " --max-steps 6 --batch-size 4 --lr 1e-2 --lora-dropout 0.1 "
+                             "--lora-bias all --save-every 3 --seed 5";
   ASSERT_EQ(run_peft(common + " --out " + dir_ + "/straight").status, 0);
   const std::string second = dir_ + "/resumed";
   fs::create_directories(second);

@@ -42,10 +42,12 @@ void expect_quant_round_trip(DType t, double bound) {
     Tensor back = q.to(DType::F32);
     for (int64_t b = 0; b < n / kQuantBlock; ++b) {
       double amax = 0;
-      for (int j = 0; j < kQuantBlock; ++j) amax = std::max(amax, double(std::fabs(x.data<float>()[b * 32 + j])));
+      for (int j = 0; j < kQuantBlock; ++j)
+        amax = std::max(amax, double(std::fabs(x.data<float>()[b * 32 + j])));
       for (int j = 0; j < kQuantBlock; ++j) {
         const int64_t i = b * 32 + j;
-        ASSERT_LE(std::fabs(back.data<float>()[i] - x.data<float>()[i]), bound * amax) << dtype_name(t) << " i=" << i;
+        ASSERT_LE(std::fabs(back.data<float>()[i] - x.data<float>()[i]), bound * amax)
+            << dtype_name(t) << " i=" << i;
       }
     }
   }
@@ -53,8 +55,12 @@ void expect_quant_round_trip(DType t, double bound) {
   EXPECT_EQ(zeros.to(t).to(DType::F32).to_vector(), std::vector<float>(64, 0.0f));
 }
 
-TEST(DType, Q8_0RoundTripWithinHalfAStep) { expect_quant_round_trip(DType::Q8_0, tol::kQ8RoundTrip); }
-TEST(DType, Q4_0RoundTripWithinOneStep) { expect_quant_round_trip(DType::Q4_0, tol::kQ4RoundTrip); }
+TEST(DType, Q8_0RoundTripWithinHalfAStep) {
+  expect_quant_round_trip(DType::Q8_0, tol::kQ8RoundTrip);
+}
+TEST(DType, Q4_0RoundTripWithinOneStep) {
+  expect_quant_round_trip(DType::Q4_0, tol::kQ4RoundTrip);
+}
 
 TEST(DType, NamesParseBothWays) {
   for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I32, DType::Q8_0, DType::Q4_0})

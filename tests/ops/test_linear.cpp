@@ -46,7 +46,8 @@ TEST_P(LinearTest, ForwardAndBackwardMatchF64Reference) {
   const Shape shapes[] = {{c.n, c.in}, {c.out, c.in}, {c.out}, {c.r, c.in}, {c.out, c.r}};
   size_t off = 0;
   for (int i = 0; i < 5; ++i) {
-    parts.push_back(testing::to_tensor(Vec(packed.begin() + long(off), packed.begin() + long(off + sizes[i])), shapes[i]));
+    parts.push_back(testing::to_tensor(
+        Vec(packed.begin() + long(off), packed.begin() + long(off + sizes[i])), shapes[i]));
     off += sizes[i];
   }
   Var x = variable(parts[0]), w = variable(parts[1]), b = variable(parts[2]);
@@ -54,7 +55,8 @@ TEST_P(LinearTest, ForwardAndBackwardMatchF64Reference) {
   Tape tape;
   Var y = linear(x, w, b, &lora);
   auto ref = [&](const Vec& p) { return linear_ref(p, c, s); };
-  EXPECT_TRUE(testing::all_close(testing::to_vec(y->value), ref(packed), tol::kReductionAbs, tol::kReductionRel));
+  EXPECT_TRUE(testing::all_close(testing::to_vec(y->value), ref(packed), tol::kReductionAbs,
+                                 tol::kReductionRel));
 
   Vec g = testing::random_vec(size_t(c.n * c.out), 5);
   tape.backward(y, testing::to_tensor(g, {c.n, c.out}));
@@ -109,12 +111,15 @@ TEST(Linear, StoredSmallerWeightsMatchTheirF32Values) {
     Tape tape;
     Var y = linear(x_var, constant(stored));
     Var y32 = linear(constant(x), constant(w32));
-    EXPECT_TRUE(testing::all_close(testing::to_vec(y->value), testing::to_vec(y32->value), 1e-5, 1e-5)) << dtype_name(t);
+    EXPECT_TRUE(
+        testing::all_close(testing::to_vec(y->value), testing::to_vec(y32->value), 1e-5, 1e-5))
+        << dtype_name(t);
     Tensor g = testing::to_tensor(testing::random_vec(size_t(n * out), 10), {n, out});
     tape.backward(y, g);
     Tensor dx = Tensor::zeros({n, in});
     linear_backward(g, x, w32, &dx, nullptr, nullptr);
-    EXPECT_TRUE(testing::all_close(testing::to_vec(x_var->grad), testing::to_vec(dx), 1e-5, 1e-5)) << dtype_name(t);
+    EXPECT_TRUE(testing::all_close(testing::to_vec(x_var->grad), testing::to_vec(dx), 1e-5, 1e-5))
+        << dtype_name(t);
   }
 }
 
@@ -124,7 +129,8 @@ TEST(Lora, DropoutIsSeededAndOnlyOnTheBranch) {
   auto run = [&](uint64_t seed) {
     Rng rng(seed);
     LoraBranch lora{variable(testing::to_tensor(testing::random_vec(2 * 16, 5), {2, 16})),
-                    variable(testing::to_tensor(testing::random_vec(8 * 2, 6), {8, 2})), 1.0f, 0.5f, &rng};
+                    variable(testing::to_tensor(testing::random_vec(8 * 2, 6), {8, 2})), 1.0f, 0.5f,
+                    &rng};
     Tape tape;
     return linear(constant(x), constant(w), nullptr, &lora)->value.to_vector();
   };

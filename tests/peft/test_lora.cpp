@@ -27,8 +27,8 @@ std::vector<LinearSite> decoder_sites(int layers) {
                   (name[0] == 'q' || name[0] == 'k' || name[0] == 'v' || name[0] == 'o')
               ? "self_attn"
               : "mlp";
-      sites.push_back({"model.layers." + std::to_string(l) + "." + part + "." + name, name, l, 16,
-                       24});
+      sites.push_back(
+          {"model.layers." + std::to_string(l) + "." + part + "." + name, name, l, 16, 24});
     }
   sites.push_back({"lm_head", "lm_head", -1, 16, 50});
   return sites;
@@ -110,7 +110,7 @@ TEST(Lora, OnlyTargetedSitesGetParametersAndIdentityAtInit) {
   Rng rng(3);
   lora.initialize(rng);
   EXPECT_EQ(lora.targeted_sites().size(), 4u);
-  EXPECT_EQ(params.entries().size(), 4u * 2);  // A, B for 4 sites
+  EXPECT_EQ(params.entries().size(), 4u * 2);        // A, B for 4 sites
   EXPECT_EQ(lora.linear_branch(sites[1]), nullptr);  // k_proj untargeted
   const LoraBranch* q = lora.linear_branch(sites[0]);
   ASSERT_NE(q, nullptr);
@@ -139,8 +139,9 @@ TEST(Lora, BiasSettingChoosesBiasesByPeftRules) {
   auto qwen = load_model(tiny_model_dir("qwen2"));  // q/k/v have biases
   auto keys = [&](Model& m, const char* bias) {
     ParamStore params;
-    LoraMethod lora(config_from((std::string(R"({"peft_type": "LORA", "bias": ")") + bias + "\"}").c_str()),
-                    m.linear_sites(), m.arch().default_lora_targets, params);
+    LoraMethod lora(
+        config_from((std::string(R"({"peft_type": "LORA", "bias": ")") + bias + "\"}").c_str()),
+        m.linear_sites(), m.arch().default_lora_targets, params);
     return lora_bias_keys(lora.config(), lora.targeted_sites(), m.weights());
   };
   EXPECT_TRUE(keys(*qwen, "none").empty());
@@ -255,7 +256,8 @@ TEST(Lora, AdapterFolderRoundTripIsBitIdentical) {
 }
 
 // The gradient of every LoRA tensor of every linear site and of every trained bias, through a
-// whole tiny model of each family, against central differences of the loss along a random direction of that tensor.
+// whole tiny model of each family, against central differences of the loss along a random direction
+// of that tensor.
 TEST(Lora, ModelGradientsMatchFiniteDifferences) {
   for (const char* arch : {"qwen2", "baichuan", "bert"}) {
     SCOPED_TRACE(arch);
