@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -129,6 +130,45 @@ TEST_F(TrainCli, MaxLenTruncationIsCounted) {
   EXPECT_EQ(json_of(r)["truncated_records"], 47);  // every demo record is longer than 8 tokens
   EXPECT_NE(r.err.find("47 training records were longer than --max-len 8"), std::string::npos)
       << r.err;
+}
+
+// A damaged or mismatched adapter folder: one "peft: error:" line naming the problem, exit 1.
+TEST_F(TrainCli, BadAdapterFolderGetsOneErrorLine) {
+  const std::string good = dir_ + "/adapter_ok", bad = dir_ + "/adapter_bad";
+  ASSERT_EQ(run_peft("train --model " + dir_ + "/model --data " + data_ + " --out " + good +
+                     " --max-steps 1")
+                .status,
+            0);
+  auto expect_error = [&](const std::string& what) {
+    for (const char* cmd : {"eval", "merge"}) {
+      const std::string extra =
+          std::string(cmd) == "eval" ? " --data " + data_ : " --out " + dir_ + "/merged_bad";
+      auto r = run_peft(std::string(cmd) + " --model " + dir_ + "/model --adapter " + bad + extra);
+      EXPECT_EQ(r.status, 1) << cmd << ": " << r.err;
+      EXPECT_EQ(r.err.rfind("peft: error: ", 0), 0u) << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+      EXPECT_NE(r.err.find(what), std::string::npos) << r.err;
+    }
+  };
+  auto reset = [&] {
+    fs::remove_all(bad);
+    fs::copy(good, bad, fs::copy_options::recursive);
+  };
+  reset();
+  std::ofstream(bad + "/adapter_config.json") << "{\"r\": 4,";
+  expect_error("invalid JSON");
+  reset();
+  const std::string weights = read_all(good + "/adapter_model.safetensors");
+  std::ofstream(bad + "/adapter_model.safetensors", std::ios::binary)
+      << weights.substr(0, weights.size() / 2);
+  expect_error("adapter_model.safetensors");
+  reset();
+  auto config = nlohmann::json::parse(read_all(good + "/adapter_config.json"));
+  config["r"] = 4;  // the file holds rank 8
+  std::ofstream(bad + "/adapter_config.json") << config.dump();
+  expect_error("expected [4, ");
+  fs::remove(bad + "/adapter_model.safetensors");
+  expect_error("adapter_model.safetensors");
 }
 
 TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
