@@ -6,7 +6,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
-  libopenblas-dev libdnnl-dev nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev
+  libopenblas-dev libdnnl-dev ocl-icd-opencl-dev opencl-headers nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev
   libpcre2-dev libsentencepiece-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-sentencepiece
