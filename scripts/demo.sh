@@ -4,14 +4,26 @@
 #   continued pre-training on plain text (full fine-tuning), then a LoRA adapter trained on
 #   instruction records, evaluated and sampled before and after, and merged into the weights.
 # Usage: scripts/demo.sh [OUT_DIR]   (default out/demo; PEFT=path/to/peft overrides the binary)
+# OUT_DIR must be new, empty, or a folder an earlier demo run wrote (it holds .peft-demo): the demo
+# then replaces only what it writes itself and never deletes anything else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEFT=${PEFT:-build/peft}
 OUT=${1:-out/demo}
 DATA=data/demo
 [ -x "$PEFT" ] || { echo "demo: $PEFT not found; build first (see README)" >&2; exit 1; }
-rm -rf "$OUT"
+MARK="$OUT/.peft-demo"
+WRITES=(random base lora merged base.json lora.json)
+if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
+  echo "demo: $OUT exists and is not a folder; choose another OUT_DIR" >&2; exit 1
+fi
+if [ -d "$OUT" ] && [ -n "$(ls -A "$OUT")" ] && [ ! -f "$MARK" ]; then
+  echo "demo: $OUT is not empty and was not written by the demo; choose a new or empty OUT_DIR" >&2
+  exit 1
+fi
 mkdir -p "$OUT"
+for w in "${WRITES[@]}"; do rm -rf "${OUT:?}/$w"; done  # only the demo's own outputs
+echo "written by scripts/demo.sh; a later run replaces only: ${WRITES[*]}" > "$MARK"
 start=$(date +%s)
 step() { printf '\n== %s\n' "$*" >&2; }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1" 2>/dev/null ||

@@ -13,6 +13,7 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "kernels/gemm.h"
 #include "tolerances.h"
 
 namespace peft::testing {
@@ -39,6 +40,26 @@ inline Vec to_vec(const Tensor& t) {
 }
 
 // Elementwise |a − b| ≤ abs + rel·|b|, reporting the first few offenders.
+// x rounded to bf16 (nearest even) and back: what the native bf16 GEMM does to its f32 operand.
+inline Tensor round_to_bf16(const Tensor& x) {
+  return x.to(DType::BF16).to(DType::F32);
+}
+
+// Sets how bf16 weights multiply for one scope (kernels/gemm.h), then returns to the automatic
+// choice.
+struct Bf16ModeScope {
+  explicit Bf16ModeScope(Bf16Mode mode) { set_gemm_bf16_mode(mode); }
+  ~Bf16ModeScope() { set_gemm_bf16_mode(Bf16Mode::Auto); }
+  Bf16ModeScope(const Bf16ModeScope&) = delete;
+  Bf16ModeScope& operator=(const Bf16ModeScope&) = delete;
+};
+
+// The bf16 paths this CPU can run: f32 panels always, oneDNN's native bf16 where supported.
+inline std::vector<Bf16Mode> bf16_modes_here() {
+  if (gemm_bf16_native_supported()) return {Bf16Mode::F32Panels, Bf16Mode::Native};
+  return {Bf16Mode::F32Panels};
+}
+
 inline ::testing::AssertionResult all_close(const Vec& ours, const Vec& ref, double abs,
                                             double rel) {
   if (ours.size() != ref.size())

@@ -24,8 +24,8 @@ ROOT = model_ref.ROOT
 sys.path.insert(0, os.path.join(ROOT, "tests", "tokenizer"))
 import gen_vectors  # noqa: E402
 
-SHARED = os.environ.get("PEFT_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
-TOK = os.path.join(SHARED, "assets", "tokenizers")
+ASSETS = os.environ.get("PEFT_ASSETS_DIR") or os.path.join(ROOT, "tests", "assets")
+TOK = os.path.join(ASSETS, "tokenizers")
 
 POOL = ["hello", "World", " ", "  ", "\t", "\r", "\u00a0", "\u3000", "'s", "'T", "'LL", "\u2019", "123",
         "4567890", "\u0663", "\u00bd", "你好", "世界", "模型", "。", "，", "こんにちは", "한국어", "Привет",
@@ -93,7 +93,7 @@ def main():
                     [[sp.bos_id()] + sp.encode(s) for s in strings], strings)
         # The committed vectors are the generator's output.
         out = os.path.join(tmp, "vectors")
-        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "tokenizer", "gen_vectors.py"), SHARED, out],
+        subprocess.run([sys.executable, os.path.join(ROOT, "tests", "tokenizer", "gen_vectors.py"), ASSETS, out],
                        check=True, capture_output=True)
         committed = os.path.join(ROOT, "tests", "tokenizer", "vectors")
         for f in sorted(os.listdir(committed)):

@@ -9,7 +9,7 @@ invalid-looking Unicode) plus the 55 shared test strings, from the reference imp
 
 Pinned in tests/requirements.txt. Usage (from the repository root):
   python3 -m venv .venv && .venv/bin/pip install -r tests/requirements.txt
-  .venv/bin/python tests/tokenizer/gen_vectors.py [path/to/shared [output-dir]]
+  .venv/bin/python tests/tokenizer/gen_vectors.py [assets-dir (default tests/assets) [output-dir]]
 
 Each line: {"text", "add_special_tokens", "ids", "decoded", "decoded_skip"}; decoded is
 decode(ids) with special tokens kept, decoded_skip with them skipped (SentencePiece: the plain
@@ -24,8 +24,8 @@ import tokenizers
 from tokenizers import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(HERE, '..', '..', '..', 'shared')
-TOK = os.path.join(SHARED, 'assets', 'tokenizers')
+ASSETS = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(HERE, '..', 'assets')
+TOK = os.path.join(ASSETS, 'tokenizers')
 OUT = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else os.path.join(HERE, 'vectors')
 
 TRICKY = [
@@ -111,7 +111,7 @@ TRICKY = [
 
 
 def shared_strings():
-    with open(os.path.join(SHARED, 'assets', 'tokenizer-vectors', 'tools', 'test-strings.json'), encoding='utf-8') as f:
+    with open(os.path.join(ASSETS, 'tokenizer-vectors', 'tools', 'test-strings.json'), encoding='utf-8') as f:
         return json.load(f)
 
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,11 +20,13 @@
 
 namespace peft::testing {
 
-// The shared assets folder. The tests need it: a missing folder is a failure, not a skip.
+// The test assets the project carries (tests/assets; PEFT_ASSETS_DIR overrides it, e.g. to check a
+// fresh copy of ../shared/assets). They are part of every clone: a missing folder is a failure.
 inline std::string assets_dir() {
-  const std::string dir = std::string(PEFT_SHARED_DIR) + "/assets";
+  const char* env = std::getenv("PEFT_ASSETS_DIR");
+  const std::string dir = env && *env ? env : PEFT_ASSETS_DIR;
   if (!std::filesystem::is_directory(dir)) {
-    ADD_FAILURE() << "shared assets folder " << dir << " is missing (PEFT_SHARED_DIR)";
+    ADD_FAILURE() << "test assets folder " << dir << " is missing (PEFT_ASSETS_DIR)";
     throw std::runtime_error("missing " + dir);
   }
   return dir;
