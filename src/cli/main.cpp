@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
-    if (args.size() == 1 || args[0] != "help") {
+    if (args.size() == 1 || args[0] != "help" || args[1] == "help" || args[1] == "version") {
       std::fputs(top_level_usage(app).c_str(), stdout);
       return 0;
     }

@@ -39,7 +39,9 @@ CLI::Validator number_in(const NumberRange& range) {
         errno = 0;
         const double x = std::strtod(begin, &end);
         const bool parsed = end != begin && *end == '\0' && errno != ERANGE && std::isfinite(x);
-        const bool whole = parsed && std::floor(x) == x;
+        char* int_end = nullptr;
+        (void)std::strtoll(begin, &int_end, 10);  // whole numbers as CLI11 reads them: no "2.0"
+        const bool whole = parsed && int_end != begin && *int_end == '\0' && errno != ERANGE;
         if (!parsed || (range.integer && !whole))
           return fmt::format("{}{} {} (found '{}')", kMustBe,
                              range.integer ? "a whole number" : "a number", words, text);

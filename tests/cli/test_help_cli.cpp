@@ -125,6 +125,7 @@ TEST(HelpCli, RangeErrorsSayTheRangeInWords) {
       {train + "--epochs 0", "--epochs must be ≥ 1 (found 0)"},
       {train + "--r 0", "--r must be ≥ 1 (found 0)"},
       {train + "--batch-size 1.5", "--batch-size must be a whole number ≥ 1 (found '1.5')"},
+      {train + "--epochs 2.0", "--epochs must be a whole number ≥ 1 (found '2.0')"},
       {train + "--lr 0", "--lr must be > 0 (found 0)"},
       {train + "--lr fast", "--lr must be a number > 0 (found 'fast')"},
       {train + "--lora-dropout 1", "--lora-dropout must be ≥ 0 and < 1 (found 1)"},
