@@ -43,7 +43,7 @@ Runner setup_detokenize(CLI::App& app) {
     bool skip_special = false, json = false;
   };
   auto a = std::make_shared<Args>();
-  app.add_option("--model", a->model, "model or tokenizer folder")->required();
+  app.add_option("--model", a->model, "model or tokenizer folder")->required()->type_name("DIR");
   app.add_option("--ids", a->ids, "token ids, comma-separated: 1,2,3")->required();
   app.add_flag("--skip-special-tokens", a->skip_special, "leave special tokens out of the text");
   app.add_flag("--json", a->json, "print {\"text\": ...}");

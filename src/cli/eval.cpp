@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "cli/setup.h"
+#include "cli/validate.h"
 #include "models/evaluate.h"
 #include "train/data.h"
 
@@ -61,20 +62,30 @@ int run_eval(const EvalArgs& a) {
 
 Runner setup_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  app.add_option("--model", a->model, "model folder (Hugging Face layout)")->required();
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder (PEFT layout)");
+  app.add_option("--model", a->model, "model folder (Hugging Face layout)")
+      ->required()
+      ->type_name("DIR")
+      ->group("Model");
+  app.add_option("--adapter", a->adapter, "LoRA adapter folder (PEFT layout)")
+      ->type_name("DIR")
+      ->group("Model");
   app.add_option("--data", a->data,
                  "JSONL records: {\"input_ids\", \"labels\"} (labels optional), or text / "
                  "prompt-completion / messages with the model's tokenizer")
-      ->required();
-  app.add_option("--batch-size", a->batch_size, "records per forward pass (default 8)")
-      ->check(CLI::PositiveNumber);
+      ->required()
+      ->type_name("FILE")
+      ->group("Data");
+  app.add_option("--batch-size", a->batch_size, "records per forward pass")
+      ->check(at_least(1))
+      ->group("Data");
   app.add_option(
          "--base-dtype", a->base_dtype,
          "convert the frozen matrices at load: f32, bf16, q8_0 or q4_0 (default: as stored)")
-      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}));
+      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}))
+      ->group("Model");
   app.add_flag("--json", a->json,
-               "print {\"loss\", \"ppl\", \"tokens\", \"token_accuracy\"} as one JSON object");
+               "print {\"loss\", \"ppl\", \"tokens\", \"token_accuracy\"} as one JSON object")
+      ->group("Output");
   return [a]() { return run_eval(*a); };
 }
 

@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "cli/setup.h"
+#include "cli/validate.h"
 #include "infer/generate.h"
 
 namespace peft::cli {
@@ -112,32 +113,50 @@ int run_generate(const GenerateArgs& a) {
 
 Runner setup_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  app.add_option("--model", a->model, "model folder")->required();
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder to apply");
-  app.add_option("--prompt", a->prompt, "prompt text (with --chat: the user's message)");
+  const std::string model = "Model", prompt = "Prompt", sampling_group = "Sampling";
+  app.add_option("--model", a->model, "model folder")->required()->type_name("DIR")->group(model);
+  app.add_option("--adapter", a->adapter, "LoRA adapter folder to apply")
+      ->type_name("DIR")
+      ->group(model);
+  app.add_option("--prompt", a->prompt, "prompt text (with --chat: the user's message)")
+      ->group(prompt);
   app.add_flag("--chat", a->chat,
-               "apply the chat template; without --prompt, read user turns from stdin");
-  app.add_option("--max-new-tokens", a->max_new_tokens, "at most this many new tokens (default 64)")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+               "apply the chat template; without --prompt, read user turns from stdin")
+      ->group(prompt);
+  app.add_option("--max-new-tokens", a->max_new_tokens, "at most this many new tokens")
+      ->check(in_range(int64_t(1), int64_t(1) << 20))
+      ->group(prompt);
   app.add_flag("--greedy", a->greedy,
-               "always the most likely token (the default without sampling flags)");
+               "always the most likely token (the default without sampling flags)")
+      ->group(sampling_group);
   auto sampling = [a](const std::string&) { a->sampling_flags = true; };
   app.add_option("--temperature", a->temperature, "sampling temperature")
-      ->check(CLI::PositiveNumber)
-      ->each(sampling);
-  app.add_option("--top-k", a->top_k, "sample from the k most likely tokens")->each(sampling);
+      ->check(positive())
+      ->each(sampling)
+      ->group(sampling_group);
+  app.add_option("--top-k", a->top_k, "sample from the k most likely tokens (0: all)")
+      ->check(at_least(0))
+      ->each(sampling)
+      ->group(sampling_group);
   app.add_option("--top-p", a->top_p, "nucleus sampling mass")
-      ->check(CLI::Range(0.0, 1.0))
-      ->each(sampling);
-  app.add_option("--seed", a->seed, "sampling seed (default 0)")->each(sampling);
+      ->check(in_range(0.0, 1.0))
+      ->each(sampling)
+      ->group(sampling_group);
+  app.add_option("--seed", a->seed, "sampling seed")
+      ->check(at_least(0))
+      ->each(sampling)
+      ->group(sampling_group);
   app.add_option("--repetition-penalty", a->repetition_penalty,
                  "penalise tokens already present (1 = off)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive())
+      ->group(sampling_group);
   app.add_option("--base-dtype", a->base_dtype,
                  "frozen weights: f32, bf16, q8_0 or q4_0 (default: as stored)")
-      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}));
+      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}))
+      ->group(model);
   app.add_flag("--json", a->json,
-               "print {\"text\", \"ids\", \"tokens_per_s\"} instead of streaming");
+               "print {\"text\", \"ids\", \"tokens_per_s\"} instead of streaming")
+      ->group("Output");
   return [a]() { return run_generate(*a); };
 }
 

@@ -19,8 +19,18 @@ Runner setup_info(CLI::App& app) {
                "PEFT_GEMM_BF16)");
   app.add_flag("--json", *json, "print one JSON object");
   auto dir = std::make_shared<std::string>();
-  app.add_option("dir", *dir, "a model or adapter folder");
+  auto model = std::make_shared<std::string>();
+  app.add_option("dir", *dir, "a model or adapter folder (or --model DIR)")->type_name("DIR");
+  app.add_option("--model", *model, "a model or adapter folder (the same as DIR)")
+      ->type_name("DIR");
   return [=]() {
+    if (!model->empty()) {  // --model DIR, as every other command names the model
+      if (!dir->empty() && *dir != *model) {
+        std::fprintf(stderr, "peft: error: give the folder once: DIR or --model DIR\n");
+        return 2;
+      }
+      *dir = *model;
+    }
     if (!dir->empty() && !*system) return print_folder_info(*dir, *json);
     nlohmann::ordered_json out;
     out["threads"] = num_threads();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/validate.h"
 #include "core/error.h"
 #include "io/files.h"
 #include "io/hf_config.h"
@@ -132,12 +133,12 @@ Runner setup_init(CLI::App& app) {
                  "tiny, small, qwen2-0.5b, qwen2-7b (qwen2), baichuan-7b (baichuan), bert-base "
                  "(bert)")
       ->required();
-  app.add_option("--out", a->out, "output folder (created)")->required();
-  app.add_option("--seed", a->seed, "random seed (default 0)");
-  app.add_option("--dtype", a->dtype, "stored dtype (default f32)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--out", a->out, "output folder (created)")->required()->type_name("DIR");
+  app.add_option("--seed", a->seed, "random seed")->check(at_least(0));
+  app.add_option("--dtype", a->dtype, "stored dtype")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--vocab-from", a->vocab_from,
-                 "copy this folder's tokenizer files and use its vocabulary size");
+                 "copy this folder's tokenizer files and use its vocabulary size")
+      ->type_name("DIR");
   app.add_flag("--json", a->json, "print one JSON object");
   return [a]() {
     const ArchSpec& arch = arch_for(a->arch, "--arch");

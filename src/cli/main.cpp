@@ -7,7 +7,9 @@
 #include <new>
 
 #include "cli/command.h"
+#include "cli/help.h"
 #include "cli/setup.h"
+#include "cli/validate.h"
 #include "core/error.h"
 #include "core/threads.h"
 
@@ -22,41 +24,108 @@ bool stderr_is_terminal() {
   return isatty(STDERR_FILENO) != 0;
 }
 
+namespace {
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "peft: error: %s\n", message.c_str());
+  return 2;
+}
+
+int unknown_command(const CLI::App& app, const std::string& name) {
+  std::vector<std::string> names{"help", "version"};
+  for (const CLI::App* c : commands_in_workflow_order(app))
+    if (!c->get_group().empty()) names.push_back(c->get_name());
+  const std::string guess = nearest(name, names);
+  if (!guess.empty())
+    return usage_error("unknown command '" + name + "'; did you mean '" + guess + "'?");
+  return usage_error("unknown command '" + name + "' (see 'peft help' for the commands)");
+}
+
+// One line for a parse error of `command` (null: the top level). CLI11's "--epochs: must be ≥ 1"
+// loses its colon; an unknown flag names its nearest neighbour; a missing flag points at --help.
+std::string parse_error_line(const CLI::ParseError& e, const CLI::App* command,
+                             const std::vector<std::string>& args) {
+  std::string what = e.what();
+  const std::string must = std::string(": ") + kMustBe;
+  if (const size_t at = what.find(must); at != std::string::npos && what.rfind("--", 0) == 0)
+    return what.erase(at, 1);
+  if (command == nullptr) return what;
+  const std::string see = "see 'peft " + command->get_name() + " --help'";
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+    for (size_t i = 1; i < args.size(); ++i) {
+      const std::string flag = args[i].substr(0, args[i].find('='));
+      if (flag.rfind("--", 0) != 0 || command->get_option_no_throw(flag) != nullptr) continue;
+      if (what.find(flag) == std::string::npos) continue;
+      const std::string guess = nearest(flag, long_flag_names(*command));
+      return "unknown flag '" + flag + "' for 'peft " + command->get_name() + "'" +
+             (guess.empty() ? " (" + see + ")" : "; did you mean '" + guess + "'?");
+    }
+  }
+  if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr) return what + " (" + see + ")";
+  return what;
+}
+
+}  // namespace
 }  // namespace peft::cli
 
 int main(int argc, char** argv) {
   using namespace peft::cli;
-  CLI::App app{"peft.cpp: parameter-efficient fine-tuning of language models, in C++", "peft"};
+  CLI::App app{"parameter-efficient fine-tuning of language models, in C++", "peft"};
+  app.formatter(make_help_formatter());
   app.require_subcommand(1);
-  app.set_version_flag("--version", "peft.cpp 0.1.0");
+  app.set_version_flag("--version", kVersion);
   int threads = 0;
   std::vector<std::pair<CLI::App*, Runner>> runners;
   for (const Command& c : command_registry()) {
     CLI::App* sub = app.add_subcommand(c.name, c.help);
-    sub->add_option("--threads", threads, "worker threads (default: all cores)");
-    runners.emplace_back(sub, c.setup(*sub));
+    sub->option_defaults()->always_capture_default();  // help shows "[default: 1]"
+    Runner run = c.setup(*sub);
+    sub->add_option("--threads", threads, "worker threads (0: all cores)")
+        ->check(at_least(0))
+        ->group("Runtime");  // last in the help
+    runners.emplace_back(sub, std::move(run));
   }
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The overview and the words CLI11 does not know: peft, peft help [COMMAND], peft version.
+  if (args.empty()) {
+    std::fputs(top_level_usage(app).c_str(), stderr);
+    return 2;
+  }
+  if (args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    if (args.size() == 1 || args[0] != "help" || args[1] == "help" || args[1] == "version") {
+      std::fputs(top_level_usage(app).c_str(), stdout);
+      return 0;
+    }
+    for (auto& [sub, run] : runners)
+      if (sub->get_name() == args[1]) {
+        std::fputs(sub->help("peft").c_str(), stdout);  // as `peft CMD --help`
+        return 0;
+      }
+    return unknown_command(app, args[1]);
+  }
+  if (args[0] == "version" || args[0] == "--version") {
+    std::printf("%s\n", kVersion);
+    return 0;
+  }
+  CLI::App* command = nullptr;
+  for (auto& [sub, run] : runners)
+    if (sub->get_name() == args[0]) command = sub;
+  if (command == nullptr && args[0].rfind("-", 0) != 0) return unknown_command(app, args[0]);
   try {
     // A run config (--config RUN.yaml) supplies the flags the command line leaves out.
-    std::vector<std::string> args(argv + 1, argv + argc);
     auto config = std::find(args.begin(), args.end(), "--config");
-    if (!args.empty() && config != args.end() && config + 1 != args.end()) {
-      for (auto& [sub, run] : runners)
-        if (sub->get_name() == args[0]) {
-          try {
-            append_yaml_config(*(config + 1), *sub, args);
-          } catch (const peft::Error& e) {
-            std::fprintf(stderr, "peft: error: %s\n", e.what());
-            return 2;
-          }
-        }
+    if (command != nullptr && config != args.end() && config + 1 != args.end()) {
+      try {
+        append_yaml_config(*(config + 1), *command, args);
+      } catch (const peft::Error& e) {
+        return usage_error(e.what());
+      }
     }
-    std::reverse(args.begin(), args.end());  // CLI11 takes the vector form in reverse order
-    app.parse(args);
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's vector form
+    app.parse(reversed);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "peft: error: %s\n", e.what());
-    return 2;
+    return usage_error(parse_error_line(e, command, args));
   }
   try {
     peft::set_num_threads(threads);

@@ -64,14 +64,24 @@ int run_merge(const MergeArgs& a) {
 
 Runner setup_merge(CLI::App& app) {
   auto a = std::make_shared<MergeArgs>();
-  app.add_option("--model", a->model, "base model folder")->required();
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder")->required();
-  app.add_option("--out", a->out, "output model folder")->required();
+  app.add_option("--model", a->model, "base model folder")
+      ->required()
+      ->type_name("DIR")
+      ->group("Model");
+  app.add_option("--adapter", a->adapter, "LoRA adapter folder")
+      ->required()
+      ->type_name("DIR")
+      ->group("Model");
+  app.add_option("--out", a->out, "output model folder")
+      ->required()
+      ->type_name("DIR")
+      ->group("Output");
   app.add_option("--dtype", a->dtype,
                  "stored dtype of the output: f32 or bf16 (default: the base's)")
-      ->check(CLI::IsMember({"f32", "bf16"}));
-  app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out");
-  app.add_flag("--json", a->json, "print one JSON object");
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->group("Output");
+  app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out")->group("Output");
+  app.add_flag("--json", a->json, "print one JSON object")->group("Output");
   return [a]() { return run_merge(*a); };
 }
 

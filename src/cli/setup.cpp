@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -31,6 +32,16 @@ std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string
   a->lora = attach_lora(model, read_lora_config(adapter_dir), a->params);
   load_lora_weights(adapter_dir, a->params);
   return a;
+}
+
+std::string folder_name(const std::string& dir) {
+  std::filesystem::path p(dir);
+  while (!p.empty() && !p.has_filename() && p.has_parent_path() && p != p.root_path())
+    p = p.parent_path();  // "a/b/" -> "a/b"
+  std::string name = p.filename().string();
+  if (name.empty() || name == ".")
+    name = std::filesystem::absolute(p).lexically_normal().parent_path().filename().string();
+  return name.empty() ? dir : name;
 }
 
 double peak_rss_mb() {

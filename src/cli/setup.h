@@ -29,6 +29,9 @@ struct AttachedLora {
 };
 std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir);
 
+// The name a folder goes by: its last path component ("models/qwen-tiny/" -> "qwen-tiny").
+std::string folder_name(const std::string& dir);
+
 // This process's peak resident memory in MiB (VmHWM).
 double peak_rss_mb();
 

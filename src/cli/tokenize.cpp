@@ -19,10 +19,10 @@ Runner setup_tokenize(CLI::App& app) {
     bool no_special = false, json = false, lines = false;
   };
   auto a = std::make_shared<Args>();
-  app.add_option("--model", a->model, "model or tokenizer folder")->required();
+  app.add_option("--model", a->model, "model or tokenizer folder")->required()->type_name("DIR");
   CLI::Option_group* input = app.add_option_group("input", "what to tokenize (one of)");
   CLI::Option* text = input->add_option("--text", a->text, "the text");
-  input->add_option("--file", a->file, "a file whose whole content is the text");
+  input->add_option("--file", a->file, "a file whose whole content is the text")->type_name("FILE");
   input->require_option(1);
   app.add_flag("--no-special-tokens", a->no_special,
                "no BOS/EOS/[CLS]/[SEP] (HF's add_special_tokens=False)");

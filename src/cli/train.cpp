@@ -4,10 +4,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "cli/setup.h"
+#include "cli/validate.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
@@ -213,6 +215,8 @@ int run_train(const TrainArgs& a) {
   o.log_every = a.log_every;
   o.out_dir = a.out;
   o.progress = stderr_is_terminal();
+  o.plot_title = fmt::format("{} fine-tune of {} ({})", a.method, folder_name(a.model),
+                             model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
   trainer.track_rng(&dropout_rng);
   if (!a.resume.empty()) trainer.resume_from(a.resume);
@@ -248,59 +252,103 @@ int run_train(const TrainArgs& a) {
 
 Runner setup_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  app.add_option("--model", a->model, "base model folder (Hugging Face layout)")->required();
-  app.add_option("--data", a->data, "training records (JSONL or a .json array)")->required();
-  app.add_option("--out", a->out, "output folder (adapter, metrics.jsonl, loss.svg, checkpoints)")
-      ->required();
-  app.add_option("--method", a->method, "lora (default) or full");
-  app.add_option("--config", a->config,
-                 "YAML run config: flag names (without --) to values; flags given win");
-  app.add_option("--task", a->task, "causal-lm (default)");
-  app.add_option("--epochs", a->epochs, "passes over the data (default 1)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-steps", a->max_steps, "optimizer steps; overrides --epochs when > 0");
-  app.add_option("--lr", a->lr, "peak learning rate (default 2e-4)");
-  app.add_option("--batch-size", a->batch_size, "records per micro-batch (default 4)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--grad-accum", a->grad_accum, "micro-batches per optimizer step (default 1)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--max-len", a->max_len, "truncate records to this many tokens (default 512)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--warmup-steps", a->warmup_steps, "linear warmup steps (default 0)");
-  app.add_option("--scheduler", a->scheduler, "constant, linear (default) or cosine")
-      ->check(CLI::IsMember({"constant", "linear", "cosine"}));
-  app.add_option("--weight-decay", a->weight_decay, "AdamW decoupled weight decay (default 0)");
-  app.add_option("--clip-grad", a->clip_grad,
-                 "clip the global gradient norm (default 1; 0 disables)");
-  app.add_option("--seed", a->seed, "seed for initialisation, shuffling and dropout (default 42)");
-  app.add_option("--eval-data", a->eval_data, "evaluation records");
-  app.add_option("--eval-every", a->eval_every, "evaluate every N steps (default: at the end)");
-  app.add_option("--save-every", a->save_every, "write checkpoint-STEP/ every N steps");
-  app.add_option("--log-every", a->log_every, "metrics.jsonl line every N steps (default 1)");
-  app.add_option("--resume", a->resume, "continue from a checkpoint folder");
-  app.add_option("--adapter", a->adapter, "continue training an existing LoRA adapter folder");
-  app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order");
-  app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out");
-  app.add_flag("--packing", a->packing, "pack short records into rows of --max-len");
+  const std::string model = "Model", data = "Data", method = "Method", lora = "LoRA",
+                    optim = "Optimisation", output = "Output";
+  app.add_option("--model", a->model, "base model folder (Hugging Face layout)")
+      ->required()
+      ->type_name("DIR")
+      ->group(model);
   app.add_option("--base-dtype", a->base_dtype,
                  "frozen base weights: f32, bf16, q8_0 or q4_0 (default: as stored)")
-      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}));
-  app.add_flag("--json", a->json, "print a JSON summary as the last line");
-  app.add_option("--r", a->r, "LoRA rank (default 8)")->check(CLI::PositiveNumber);
-  app.add_option("--lora-alpha", a->lora_alpha, "LoRA alpha (default 8); scale = alpha / r");
-  app.add_option("--lora-dropout", a->lora_dropout, "dropout on the LoRA input (default 0)")
-      ->check(CLI::Range(0.0, 0.99));
+      ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}))
+      ->group(model);
+  app.add_option("--data", a->data, "training records (JSONL or a .json array)")
+      ->required()
+      ->type_name("FILE")
+      ->group(data);
+  app.add_option("--eval-data", a->eval_data, "evaluation records")->type_name("FILE")->group(data);
+  app.add_option("--task", a->task, "training objective")->group(data);
+  app.add_option("--max-len", a->max_len, "truncate records to this many tokens")
+      ->check(at_least(1))
+      ->group(data);
+  app.add_flag("--packing", a->packing, "pack short records into rows of --max-len")->group(data);
+  app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
+  app.add_option("--method", a->method, "lora or full")->group(method);
+  app.add_option("--adapter", a->adapter, "continue training an existing LoRA adapter folder")
+      ->type_name("DIR")
+      ->group(method);
+  app.add_option("--r", a->r, "LoRA rank")->check(at_least(1))->group(lora);
+  app.add_option("--lora-alpha", a->lora_alpha, "LoRA alpha; scale = alpha / r")
+      ->check(positive())
+      ->group(lora);
+  app.add_option("--lora-dropout", a->lora_dropout, "dropout on the LoRA input")
+      ->check(at_least_and_below(0.0, 1.0))
+      ->group(lora);
   app.add_option("--target-modules", a->target_modules,
                  "comma-separated module names (suffix match), a regex, or all-linear (default: "
-                 "per architecture)");
-  app.add_option("--lora-bias", a->lora_bias, "none (default), all or lora_only")
-      ->check(CLI::IsMember({"none", "all", "lora_only"}));
-  app.add_flag("--use-rslora", a->use_rslora, "scale by alpha / sqrt(r)");
-  app.add_option("--init-lora-weights", a->init_lora_weights, "true (default), gaussian or false")
-      ->check(CLI::IsMember({"true", "false", "gaussian"}));
-  app.add_option("--layers-to-transform", a->layers_to_transform, "comma-separated layer indices");
-  app.add_option("--rank-pattern", a->rank_pattern, "JSON object: module pattern -> rank");
-  app.add_option("--alpha-pattern", a->alpha_pattern, "JSON object: module pattern -> alpha");
+                 "per architecture)")
+      ->group(lora);
+  app.add_option("--lora-bias", a->lora_bias, "none, all or lora_only")
+      ->check(CLI::IsMember({"none", "all", "lora_only"}))
+      ->group(lora);
+  app.add_flag("--use-rslora", a->use_rslora, "scale by alpha / sqrt(r)")->group(lora);
+  app.add_option("--init-lora-weights", a->init_lora_weights, "true, gaussian or false")
+      ->check(CLI::IsMember({"true", "false", "gaussian"}))
+      ->group(lora);
+  app.add_option("--layers-to-transform", a->layers_to_transform, "comma-separated layer indices")
+      ->group(lora);
+  app.add_option("--rank-pattern", a->rank_pattern, "JSON object: module pattern -> rank")
+      ->group(lora);
+  app.add_option("--alpha-pattern", a->alpha_pattern, "JSON object: module pattern -> alpha")
+      ->group(lora);
+  app.add_option("--epochs", a->epochs, "passes over the data")->check(at_least(1))->group(optim);
+  app.add_option("--max-steps", a->max_steps, "optimizer steps; overrides --epochs when > 0")
+      ->check(at_least(0))
+      ->group(optim);
+  app.add_option("--lr", a->lr, "peak learning rate")->check(positive())->group(optim);
+  app.add_option("--batch-size", a->batch_size, "records per micro-batch")
+      ->check(at_least(1))
+      ->group(optim);
+  app.add_option("--grad-accum", a->grad_accum, "micro-batches per optimizer step")
+      ->check(at_least(1))
+      ->group(optim);
+  app.add_option("--warmup-steps", a->warmup_steps, "linear warmup steps")
+      ->check(at_least(0))
+      ->group(optim);
+  app.add_option("--scheduler", a->scheduler, "learning-rate schedule after warmup")
+      ->check(CLI::IsMember({"constant", "linear", "cosine"}))
+      ->group(optim);
+  app.add_option("--weight-decay", a->weight_decay, "AdamW decoupled weight decay")
+      ->check(at_least(0.0))
+      ->group(optim);
+  app.add_option("--clip-grad", a->clip_grad, "clip the global gradient norm (0 disables)")
+      ->check(at_least(0.0))
+      ->group(optim);
+  app.add_option("--seed", a->seed, "seed for initialisation, shuffling and dropout")
+      ->check(at_least(0))
+      ->group(optim);
+  app.add_option("--out", a->out, "output folder (adapter, metrics.jsonl, loss.svg, checkpoints)")
+      ->required()
+      ->type_name("DIR")
+      ->group(output);
+  app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out")->group(output);
+  app.add_option("--resume", a->resume, "continue from a checkpoint folder")
+      ->type_name("DIR")
+      ->group(output);
+  app.add_option("--eval-every", a->eval_every, "evaluate every N steps (0: at the end)")
+      ->check(at_least(0))
+      ->group(output);
+  app.add_option("--save-every", a->save_every, "write checkpoint-STEP/ every N steps (0: never)")
+      ->check(at_least(0))
+      ->group(output);
+  app.add_option("--log-every", a->log_every, "metrics.jsonl line every N steps (0: none)")
+      ->check(at_least(0))
+      ->group(output);
+  app.add_flag("--json", a->json, "print a JSON summary as the last line")->group(output);
+  app.add_option("--config", a->config,
+                 "YAML run config: flag names (without --) to values; flags given win")
+      ->type_name("FILE")
+      ->group("Runtime");
   return [a]() { return run_train(*a); };
 }
 

@@ -60,16 +60,21 @@ std::string render_loss_svg(const std::vector<PlotSeries>& series, const std::st
       "<text x=\"{2}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
       width, height, width / 2, escape(title));
   const double xs = tick_step(x0, x1, 8), ys = tick_step(y0, y1, 6);
-  for (double t = std::ceil(x0 / xs) * xs; t <= x1 + 1e-9; t += xs)
+  // Ticks are k·step for whole k (no drift from repeated addition); zero prints as 0, not -0.
+  auto tick = [](double k, double step) {
+    const double t = k * step;
+    return std::abs(t) < 1e-9 * step ? 0.0 : t;
+  };
+  for (double k = std::ceil(x0 / xs - 1e-9); tick(k, xs) <= x1 + 1e-9 * xs; ++k)
     svg += fmt::format(
         "<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#ddd\"/>"
         "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:g}</text>\n",
-        px(t), top, height - bottom, height - bottom + 16, t);
-  for (double t = std::ceil(y0 / ys) * ys; t <= y1 + 1e-12; t += ys)
+        px(tick(k, xs)), top, height - bottom, height - bottom + 16, tick(k, xs));
+  for (double k = std::ceil(y0 / ys - 1e-9); tick(k, ys) <= y1 + 1e-9 * ys; ++k)
     svg += fmt::format(
         "<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
         "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:.4g}</text>\n",
-        left, py(t), width - right, left - 6, py(t) + 4, t);
+        left, py(tick(k, ys)), width - right, left - 6, py(tick(k, ys)) + 4, tick(k, ys));
   svg += fmt::format(
       "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n"
       "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n"
@@ -85,21 +90,46 @@ std::string render_loss_svg(const std::vector<PlotSeries>& series, const std::st
       if (!std::isfinite(y)) continue;
       path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", px(x), py(y));
     }
-    const bool single = s.points.size() == 1;
-    if (single)
-      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n",
-                         px(s.points[0].first), py(s.points[0].second), s.color);
-    else
-      svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>\n",
-                         path, s.color);
+    const std::string opacity =
+        s.opacity < 1.0 ? fmt::format(" stroke-opacity=\"{:.2f}\"", s.opacity) : "";
+    if (s.points.size() > 1)
+      svg += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"{}\"{}/>\n",
+                         path, s.color, s.width, opacity);
+    if (s.markers || s.points.size() == 1) {
+      svg += fmt::format("<g class=\"markers\" fill=\"{}\">", s.color);
+      for (auto [x, y] : s.points)
+        if (std::isfinite(y))
+          svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\"/>", px(x), py(y));
+      svg += "</g>\n";
+    }
     svg += fmt::format(
-        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"/>"
-        "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
+        "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"{3}\" stroke-width=\"2\"{7}/>"
+        "{8}<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
         width - right - 130, legend_y, width - right - 110, s.color, width - right - 104,
-        legend_y + 4, escape(s.label));
+        legend_y + 4, escape(s.label), opacity,
+        s.markers ? fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3.5\" fill=\"{}\"/>",
+                                width - right - 120, legend_y, s.color)
+                  : "");
     legend_y += 16;
   }
   return svg + "</svg>\n";
+}
+
+PlotPoints ema_smooth(const PlotPoints& points, double beta) {
+  PlotPoints out;
+  double m = 0, weight = 0;  // weight = 1 - β^k
+  for (auto [x, y] : points) {
+    if (!std::isfinite(y)) continue;
+    m = beta * m + (1 - beta) * y;
+    weight = beta * weight + (1 - beta);
+    out.emplace_back(x, m / weight);
+  }
+  return out;
+}
+
+double ema_beta_for(size_t n) {
+  const double span = std::clamp(double(n) / 10.0, 2.0, 50.0);
+  return 1.0 - 2.0 / (span + 1.0);
 }
 
 }  // namespace peft

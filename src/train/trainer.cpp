@@ -84,10 +84,24 @@ void Trainer::append_metrics(const std::string& line) const {
 
 void Trainer::write_plot() const {
   if (options_.out_dir.empty()) return;
-  std::vector<PlotSeries> series{{"train", "#1f77b4", train_curve_}};
-  if (!eval_curve_.empty()) series.push_back({"eval", "#d62728", eval_curve_});
+  // The raw step losses faint, their EMA over them, the evaluations as marked points.
+  std::vector<PlotSeries> series(1);
+  series[0] = {"train", "#1f77b4", train_curve_};
+  series[0].opacity = 0.35;
+  series[0].width = 1;
+  if (train_curve_.size() > 2) {
+    PlotSeries& smooth = series.emplace_back();
+    smooth = {"train (smoothed)", "#1f77b4",
+              ema_smooth(train_curve_, ema_beta_for(train_curve_.size()))};
+    smooth.width = 2;
+  }
+  if (!eval_curve_.empty()) {
+    PlotSeries& eval = series.emplace_back();
+    eval = {"eval", "#d62728", eval_curve_};
+    eval.markers = true;
+  }
   write_file_atomic(join_path(options_.out_dir, "loss.svg"),
-                    render_loss_svg(series, "training loss"));
+                    render_loss_svg(series, options_.plot_title));
 }
 
 void Trainer::save_checkpoint(int64_t step) const {

@@ -33,7 +33,8 @@ struct TrainerOptions {
   int64_t save_every = 0;
   int64_t log_every = 1;
   std::string out_dir;
-  bool progress = false;  // progress bar on stderr
+  bool progress = false;                     // progress bar on stderr
+  std::string plot_title = "training loss";  // loss.svg's title, e.g. "lora fine-tune of qwen-tiny"
 };
 
 // Sum of token NLLs of a batch divided by `normaliser`, recorded on the active tape when training.

@@ -63,5 +63,50 @@ TEST(Plot, SvgHasAxesLabelsAndBothSeries) {
   EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
 }
 
+// Losses that straddle zero on the y axis and steps from 0: every tick label is a plain number,
+// and zero is "0", never "-0" (ceil of a small negative is -0.0).
+TEST(Plot, NoNegativeZeroTickLabels) {
+  for (double lo : {-0.3, -1e-3, -2.0, 0.0}) {
+    SCOPED_TRACE(lo);
+    const std::string svg =
+        render_loss_svg({{"train", "#1f77b4", {{0, lo}, {1, 0.4}, {2, 0.1}, {7, 0.05}}}}, "title");
+    EXPECT_EQ(svg.find(">-0<"), std::string::npos);
+    EXPECT_EQ(svg.find(">-0.0<"), std::string::npos);
+    EXPECT_EQ(svg.find("e-1"), std::string::npos);  // no 1.4e-17 from accumulated steps
+    EXPECT_NE(svg.find(">0</text>"), std::string::npos);
+  }
+}
+
+TEST(Plot, MarkedSeriesHasACirclePerPoint) {
+  PlotSeries eval{"eval", "#d62728", {{2, 2.6}, {4, 2.1}}};
+  eval.markers = true;
+  const std::string svg =
+      render_loss_svg({{"train", "#1f77b4", {{1, 3.0}, {2, 2.5}, {3, 2.0}, {4, 1.8}}}, eval}, "t");
+  const size_t group = svg.find("<g class=\"markers\" fill=\"#d62728\">");
+  ASSERT_NE(group, std::string::npos);
+  const std::string markers = svg.substr(group, svg.find("</g>", group) - group);
+  size_t circles = 0;
+  for (size_t at = markers.find("<circle"); at != std::string::npos;
+       at = markers.find("<circle", at + 1))
+    ++circles;
+  EXPECT_EQ(circles, 2u);
+  EXPECT_EQ(svg.find("fill=\"#1f77b4\">"), std::string::npos);  // the train line has none
+}
+
+TEST(Plot, EmaIsDebiasedAndFollowsTheTrend) {
+  const PlotPoints raw{{1, 4.0}, {2, 2.0}, {3, 4.0}, {4, 2.0}, {5, 4.0}};
+  const PlotPoints s = ema_smooth(raw, 0.5);
+  ASSERT_EQ(s.size(), raw.size());
+  EXPECT_DOUBLE_EQ(s[0].second, 4.0);  // debiased: the first point is the first loss
+  EXPECT_DOUBLE_EQ(s[1].second, (0.25 * 4.0 + 0.5 * 2.0) / 0.75);
+  for (size_t i = 0; i < s.size(); ++i) {
+    EXPECT_EQ(s[i].first, raw[i].first);
+    EXPECT_GT(s[i].second, 2.0);
+    EXPECT_LT(s[i].second, 4.0 + 1e-12);
+  }
+  EXPECT_DOUBLE_EQ(ema_smooth({{1, 3.0}, {2, 3.0}, {3, 3.0}}, 0.9)[2].second, 3.0);
+  EXPECT_GT(ema_beta_for(1000), ema_beta_for(30));
+}
+
 }  // namespace
 }  // namespace peft
