@@ -21,8 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct TrainArgs {
-  std::string model, data, out, method = "lora", config, task = "causal-lm", eval_data, resume,
-                                adapter, base_dtype, scheduler = "linear";
+  std::string model, data, out, method, config, task = "causal-lm", eval_data, resume, adapter,
+                                                base_dtype, scheduler = "linear";
   int64_t epochs = 1, max_steps = 0, batch_size = 4, grad_accum = 1, max_len = 512,
           warmup_steps = 0, eval_every = 0, save_every = 0, log_every = 1;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
@@ -85,7 +85,9 @@ int run_train(const TrainArgs& a) {
   // The method: --method's registry row, or with --resume / --adapter the one the folder holds.
   const std::string source = !a.resume.empty() ? a.resume : a.adapter;
   const bool full = a.method == "full";
-  const MethodInfo* info = full ? nullptr : find_method(a.method);
+  // No --method: the registry's first row (LoRA), or the folder's method.
+  const MethodInfo* info =
+      full ? nullptr : find_method(a.method.empty() ? method_registry().front().name : a.method);
   if (!full && !info) fail("--method {}: expected one of {} or full", a.method, method_names());
   nlohmann::json method_config;
   if (!full && !source.empty()) {
@@ -226,8 +228,8 @@ Runner setup_train(CLI::App& app) {
       ->required();
   a->method_option = app.add_option(
       "--method", a->method,
-      fmt::format("{} (default lora; with --adapter / --resume: the folder's), or full",
-                  method_names()));
+      fmt::format("{} (default {}; with --adapter / --resume: the folder's), or full",
+                  method_names(), method_registry().front().name));
   app.add_option("--config", a->config,
                  "YAML run config: flag names (without --) to values; flags given win");
   app.add_option("--task", a->task, "causal-lm (default)");
