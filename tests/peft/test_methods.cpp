@@ -177,6 +177,43 @@ TEST(Methods, SaveLoadRoundTripIsBitIdentical) {
   }
 }
 
+// Generation: a prefix (or virtual tokens) with a KV cache, fed one token at a time, gives the
+// logits of the full forward over the whole sequence.
+TEST(Methods, KvCacheWithPrefixOrPromptGivesTheFullForwardLogits) {
+  auto model = load_model(tiny_dir("qwen2"));
+  const HFConfig& c = model->config();
+  for (const char* method : {"prefix", "prompt"}) {
+    SCOPED_TRACE(method);
+    MethodSet set(*model);
+    Method& m = add(set, method, R"({"num_virtual_tokens": 3})");
+    set.allocate();
+    Rng rng(2);
+    m.initialize(rng, nullptr);
+    NoGradGuard no_grad;
+    const std::vector<int32_t> ids = {4, 8, 15, 16, 23, 42};
+    const int64_t T = int64_t(ids.size()), P = std::string(method) == "prompt" ? 3 : 0;
+    ModelInputs all;
+    all.input_ids = Tensor::from_vector_i32(ids, {1, T});
+    const std::vector<float> full =
+        model->logits(model->forward(all, set.hooks()))->value.to_vector();
+    KVCache cache(c.num_hidden_layers, 1, T + P, c.num_key_value_heads, c.head_dim);
+    std::vector<float> stepped;
+    for (int64_t t = 0; t < T; ++t) {
+      ModelInputs one;
+      // The first step takes two tokens, then one at a time.
+      if (t == 1) continue;
+      const std::vector<int32_t> part =
+          t == 0 ? std::vector<int32_t>{ids[0], ids[1]} : std::vector<int32_t>{ids[size_t(t)]};
+      one.input_ids = Tensor::from_vector_i32(part, {1, int64_t(part.size())});
+      const std::vector<float> l =
+          model->logits(model->forward(one, set.hooks(), &cache))->value.to_vector();
+      stepped.insert(stepped.end(), l.begin(), l.end());
+    }
+    ASSERT_EQ(stepped.size(), full.size());
+    for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(stepped[i], full[i], 1e-4) << i;
+  }
+}
+
 // STYLE.md: the CLI never branches on a method; a method is a registry row.
 TEST(Methods, CliNamesNoMethod) {
   const std::regex named("\"(lora|prompt|ptuning|ptuning-v2|prefix|LORA|PREFIX_TUNING)\"");
