@@ -1,5 +1,5 @@
-// peft eval: the token-weighted mean negative log-likelihood (nats) of a model (and optionally a
-// LoRA adapter) over every target token of a data file, and the perplexity. Records are read by
+// peft eval: the token-weighted mean negative log-likelihood (nats) of a model (and optionally
+// adapter folders) over every target token of a data file, and the perplexity. Records are read by
 // train/data.h: pre-tokenised {"input_ids", "labels"} records need no tokenizer; text, prompt /
 // completion and chat records use the model folder's tokenizer.
 #include <chrono>
@@ -17,7 +17,8 @@ namespace peft::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, adapter, data, base_dtype;
+  std::string model, data, base_dtype;
+  std::vector<std::string> adapters;
   int64_t batch_size = 8;
   bool json = false;
 };
@@ -27,15 +28,14 @@ int run_eval(const EvalArgs& a) {
   const auto t0 = clock::now();
   LoadedModel loaded = load_model_folder(a.model, a.base_dtype);
   Model& model = *loaded.model;
-  std::unique_ptr<AttachedLora> lora;
-  if (!a.adapter.empty()) lora = attach_lora_folder(model, a.adapter);
+  std::unique_ptr<MethodSet> methods = attach_adapter_folders(model, a.adapters);
   const auto t1 = clock::now();
   std::vector<TokenRecord> records;
   for (Example& e :
        read_training_records(a.data, loaded.tokenizer.get(), model.config().vocab_size))
     records.push_back({std::move(e.input_ids), std::move(e.labels), std::move(e.token_type_ids)});
   const EvalResult r =
-      evaluate_records(model, records, a.batch_size, lora ? lora->lora.get() : nullptr);
+      evaluate_records(model, records, a.batch_size, methods ? methods->hooks() : nullptr);
   const auto t2 = clock::now();
   const double load_s = std::chrono::duration<double>(t1 - t0).count();
   const double eval_s = std::chrono::duration<double>(t2 - t1).count();
@@ -66,7 +66,8 @@ Runner setup_eval(CLI::App& app) {
       ->required()
       ->type_name("DIR")
       ->group("Model");
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder (PEFT layout)")
+  app.add_option("--adapter", a->adapters,
+                 "adapter folder (PEFT layout, any method); repeat to stack adapters")
       ->type_name("DIR")
       ->group("Model");
   app.add_option("--data", a->data,

@@ -8,6 +8,7 @@
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
+#include "peft/method.h"
 
 namespace peft::cli {
 namespace {
@@ -75,9 +76,9 @@ nlohmann::ordered_json adapter_info(const std::string& dir) {
   j["kind"] = "adapter";
   std::string weights;
   std::string base;
-  if (cfg.contains("peft_type")) {  // Hugging Face PEFT
-    if (!cfg["peft_type"].is_string()) fail("{}: \"peft_type\" is not a string", path);
-    j["method"] = cfg["peft_type"];
+  if (cfg.contains("peft_type")) {  // Hugging Face PEFT: the registry tells the method
+    j["method"] = method_of_adapter(dir).name;
+    j["peft_type"] = cfg["peft_type"];
     weights = "adapter_model";
     if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
       base = cfg["base_model_name_or_path"].get<std::string>();

@@ -1,5 +1,5 @@
-// peft generate: text from a prompt (or a chat), streamed as it is produced, with an optional
-// LoRA adapter attached.
+// peft generate: text from a prompt (or a chat), streamed as it is produced, with optional
+// adapter folders attached.
 #include <cstdio>
 #include <iostream>
 
@@ -14,7 +14,8 @@ namespace peft::cli {
 namespace {
 
 struct GenerateArgs {
-  std::string model, adapter, prompt, base_dtype;
+  std::string model, prompt, base_dtype;
+  std::vector<std::string> adapters;
   bool chat = false, greedy = false, json = false;
   int64_t max_new_tokens = 64, top_k = 0;
   float temperature = 1.0f, top_p = 1.0f, repetition_penalty = 1.0f;
@@ -51,8 +52,7 @@ int run_generate(const GenerateArgs& a) {
   LoadedModel loaded = load_model_folder(a.model, a.base_dtype);
   if (!loaded.tokenizer) fail("{}: generation needs the model's tokenizer files", a.model);
   const Tokenizer& tok = *loaded.tokenizer;
-  std::unique_ptr<AttachedLora> lora;
-  if (!a.adapter.empty()) lora = attach_lora_folder(*loaded.model, a.adapter);
+  std::unique_ptr<MethodSet> methods = attach_adapter_folders(*loaded.model, a.adapters);
 
   GenerateOptions o;
   o.max_new_tokens = a.max_new_tokens;
@@ -68,7 +68,7 @@ int run_generate(const GenerateArgs& a) {
 
   auto run_one = [&](const std::vector<int32_t>& prompt_ids) {
     Streamer streamer(tok, !a.json);
-    GenerateResult r = generate(*loaded.model, prompt_ids, o, lora ? lora->lora.get() : nullptr,
+    GenerateResult r = generate(*loaded.model, prompt_ids, o, methods ? methods->hooks() : nullptr,
                                 [&](int32_t id) { streamer.add(id); });
     if (!a.json) std::printf("\n");
     return std::make_pair(r, streamer.text());
@@ -115,7 +115,8 @@ Runner setup_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   const std::string model = "Model", prompt = "Prompt", sampling_group = "Sampling";
   app.add_option("--model", a->model, "model folder")->required()->type_name("DIR")->group(model);
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder to apply")
+  app.add_option("--adapter", a->adapters,
+                 "adapter folder to apply (any method); repeat to stack adapters")
       ->type_name("DIR")
       ->group(model);
   app.add_option("--prompt", a->prompt, "prompt text (with --chat: the user's message)")

@@ -2,6 +2,7 @@
 // a plain Hugging Face model folder that transformers loads unchanged.
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -24,24 +25,27 @@ int run_merge(const MergeArgs& a) {
     fail("--out {}: folder is not empty (use --overwrite to replace it)", a.out);
   LoadedModel loaded = load_model_folder(a.model, "");
   Model& model = *loaded.model;
-  std::unique_ptr<AttachedLora> lora = attach_lora_folder(model, a.adapter);
+  std::unique_ptr<MethodSet> methods = attach_adapter_folders(model, {a.adapter});
+  for (const auto& m : methods->methods())
+    if (!m->mergeable())
+      fail("{}: a {} adapter cannot be folded into the weights (only LoRA merges)", a.adapter,
+           m->config_json().value("peft_type", std::string("?")));
   const std::string base_dtype = model.config().torch_dtype == "bfloat16" ? "bf16" : "f32";
   const DType out_dtype = dtype_from_name(a.dtype.empty() ? base_dtype : a.dtype);
 
   // The trained biases (PEFT's bias setting) are already the model's weights.
-  std::map<std::string, const LoraBranch*> branches;  // weight name -> branch
+  std::set<std::string> merged;
   for (const LinearSite& site : model.linear_sites())
-    if (const LoraBranch* b = lora->lora->linear_branch(site))
-      branches[site.module + ".weight"] = b;
+    for (const auto& m : methods->methods())
+      if (m->merges(site.module + ".weight")) merged.insert(site.module + ".weight");
   std::vector<TensorToWrite> tensors;
   for (const auto& [name, var] : model.weights()) {
     // Every tensor in the output dtype, as transformers' save_pretrained does.
     const Tensor stored = var->value;
     tensors.push_back({name, out_dtype, stored.shape(), [&, name = name, stored]() {
                          Tensor w = stored.to(DType::F32);
-                         if (auto b = branches.find(name); b != branches.end())
-                           lora_merge(w, b->second->A->value, b->second->B->value,
-                                      b->second->scale);
+                         if (merged.count(name))
+                           for (const auto& m : methods->methods()) m->merge_into(name, w);
                          return out_dtype == DType::F32 ? w : w.to(out_dtype);
                        }});
   }
@@ -53,10 +57,10 @@ int run_merge(const MergeArgs& a) {
   copy_tokenizer_files(a.model, a.out);
   if (a.json) {
     nlohmann::ordered_json out{
-        {"out", a.out}, {"merged_modules", branches.size()}, {"dtype", dtype_name(out_dtype)}};
+        {"out", a.out}, {"merged_modules", merged.size()}, {"dtype", dtype_name(out_dtype)}};
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::fprintf(stderr, "merged %zu LoRA modules into %s (%s)\n", branches.size(), a.out.c_str(),
+    std::fprintf(stderr, "merged %zu LoRA modules into %s (%s)\n", merged.size(), a.out.c_str(),
                  dtype_name(out_dtype));
   }
   return 0;

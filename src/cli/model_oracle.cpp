@@ -15,7 +15,8 @@ namespace peft::cli {
 namespace {
 
 struct OracleArgs {
-  std::string model, inputs, out, base_dtype, adapter;
+  std::string model, inputs, out, base_dtype;
+  std::vector<std::string> adapters;
   bool grads = false;
 };
 
@@ -30,11 +31,13 @@ int run_oracle(const OracleArgs& a) {
   if (in.contains("token_type_ids")) batch.token_type_ids = in.get("token_type_ids").clone();
   Tensor labels = in.contains("labels") ? in.get("labels").clone() : batch.input_ids.clone();
 
-  std::unique_ptr<AttachedLora> lora;
-  if (!a.adapter.empty()) lora = attach_lora_folder(*model, a.adapter);
-  ModelHooks* hooks = lora ? lora->lora.get() : nullptr;
-  ParamStore params;
-  if (a.grads) model->make_trainable(params);
+  std::unique_ptr<MethodSet> methods = attach_adapter_folders(*model, a.adapters);
+  ModelHooks* hooks = methods ? methods->hooks() : nullptr;
+  // --grads: with adapters, the gradients of the adapters' parameters (the base stays frozen);
+  // without, of every base weight (full fine-tuning).
+  ParamStore full;
+  if (a.grads && !methods) model->make_trainable(full);
+  ParamStore& params = methods ? methods->params() : full;
   std::vector<std::pair<std::string, Tensor>> out;
   {
     Tape tape;
@@ -65,7 +68,7 @@ Runner setup_oracle(CLI::App& app) {
       ->required();
   app.add_option("--out", a->out)->required();
   app.add_option("--base-dtype", a->base_dtype);
-  app.add_option("--adapter", a->adapter, "LoRA adapter folder to apply");
+  app.add_option("--adapter", a->adapters, "adapter folder to apply; repeat to stack");
   app.add_flag("--grads", a->grads, "also write grad.NAME for every weight");
   return [a]() { return run_oracle(*a); };
 }

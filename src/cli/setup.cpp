@@ -26,12 +26,12 @@ LoadedModel load_model_folder(const std::string& dir, const std::string& base_dt
   return m;
 }
 
-std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir) {
-  if (!directory_exists(adapter_dir)) fail("{}: adapter folder not found", adapter_dir);
-  auto a = std::make_unique<AttachedLora>();
-  a->lora = attach_lora(model, read_lora_config(adapter_dir), a->params);
-  load_lora_weights(adapter_dir, a->params);
-  return a;
+std::unique_ptr<MethodSet> attach_adapter_folders(Model& model,
+                                                  const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return nullptr;
+  auto set = std::make_unique<MethodSet>(model);
+  set->attach_folders(dirs);
+  return set;
 }
 
 std::string folder_name(const std::string& dir) {

@@ -1,5 +1,5 @@
-// What several subcommands share: loading a model folder with its tokenizer, attaching a LoRA
-// adapter folder, peak memory, and YAML run configs.
+// What several subcommands share: loading a model folder with its tokenizer, attaching adapter
+// folders (any method of the registry), peak memory, and YAML run configs.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -9,7 +9,7 @@
 
 #include "autograd/params.h"
 #include "models/model.h"
-#include "peft/lora.h"
+#include "peft/method.h"
 #include "tokenizer/tokenizer.h"
 
 namespace peft::cli {
@@ -22,12 +22,10 @@ struct LoadedModel {
 // base_dtype "" = as stored.
 LoadedModel load_model_folder(const std::string& dir, const std::string& base_dtype);
 
-// A LoRA adapter folder attached to a model (for eval / generate / merge).
-struct AttachedLora {
-  ParamStore params;
-  std::unique_ptr<LoraMethod> lora;
-};
-std::unique_ptr<AttachedLora> attach_lora_folder(Model& model, const std::string& adapter_dir);
+// Adapter folders attached to a model (for eval / generate / merge / the oracle), stacked in
+// order; null when there are none.
+std::unique_ptr<MethodSet> attach_adapter_folders(Model& model,
+                                                  const std::vector<std::string>& dirs);
 
 // The name a folder goes by: its last path component ("models/qwen-tiny/" -> "qwen-tiny").
 std::string folder_name(const std::string& dir);

@@ -1,8 +1,9 @@
-// peft train: fine-tunes a model on a data file with a PEFT method (LoRA) or in full, writing the
-// adapter (PEFT layout) or the model folder, metrics.jsonl, loss.svg and checkpoints to --out.
+// peft train: fine-tunes a model on a data file with a PEFT method (peft/registry.cpp) or in
+// full, writing the adapter (PEFT layout) or the model folder, metrics.jsonl, loss.svg and
+// checkpoints to --out.
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
+#include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
+#include "peft/method.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
@@ -21,69 +23,30 @@ namespace {
 namespace fs = std::filesystem;
 
 struct TrainArgs {
-  std::string model, data, out, method = "lora", config, task = "causal-lm", eval_data, resume,
-                                adapter, base_dtype, scheduler = "linear";
+  std::string model, data, out, method, config, task = "causal-lm", eval_data, resume, adapter,
+                                                base_dtype, scheduler = "linear";
   int64_t epochs = 1, max_steps = 0, batch_size = 4, grad_accum = 1, max_len = 512,
           warmup_steps = 0, eval_every = 0, save_every = 0, log_every = 1;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
   uint64_t seed = 42;
   bool no_shuffle = false, overwrite = false, packing = false, json = false;
-  // LoRA (PEFT's names)
-  int r = 8;
-  float lora_alpha = 8.0f, lora_dropout = 0.0f;
-  std::string target_modules, lora_bias = "none", init_lora_weights = "true", layers_to_transform,
-                              rank_pattern, alpha_pattern;
-  bool use_rslora = false;
+  // Method flags (the registry's, each name once): the text of those given, and switches.
+  std::map<std::string, std::string> method_text;
+  std::map<std::string, bool> method_switch;
+  std::vector<std::pair<std::string, CLI::Option*>> method_options;
+  CLI::Option* method_option = nullptr;
 };
 
-LoraConfig lora_config_from(const TrainArgs& a, const std::string& model_dir) {
-  nlohmann::json j{{"peft_type", "LORA"},
-                   {"r", a.r},
-                   {"lora_alpha", a.lora_alpha},
-                   {"lora_dropout", a.lora_dropout},
-                   {"bias", a.lora_bias},
-                   {"use_rslora", a.use_rslora},
-                   {"base_model_name_or_path", model_dir}};
-  if (!a.target_modules.empty()) {
-    if (a.target_modules == "all-linear" ||
-        a.target_modules.find_first_of("*()[]|\\^$") != std::string::npos)
-      j["target_modules"] = a.target_modules;  // "all-linear" or a regex
-    else {
-      std::vector<std::string> names;
-      std::stringstream ss(a.target_modules);
-      for (std::string n; std::getline(ss, n, ',');)
-        if (!n.empty()) names.push_back(n);
-      j["target_modules"] = names;
-    }
+// The method flags given on the command line (or from the YAML config), name -> text.
+std::map<std::string, std::string> given_method_flags(const TrainArgs& a) {
+  std::map<std::string, std::string> given;
+  for (const auto& [name, opt] : a.method_options) {
+    if (opt->count() == 0) continue;
+    auto sw = a.method_switch.find(name);
+    given[name] =
+        sw != a.method_switch.end() ? (sw->second ? "true" : "false") : a.method_text.at(name);
   }
-  if (a.init_lora_weights == "gaussian")
-    j["init_lora_weights"] = "gaussian";
-  else
-    j["init_lora_weights"] = a.init_lora_weights != "false";
-  if (!a.layers_to_transform.empty()) {
-    std::vector<int> layers;
-    std::stringstream ss(a.layers_to_transform);
-    for (std::string n; std::getline(ss, n, ',');) {
-      try {
-        layers.push_back(std::stoi(n));
-      } catch (const std::exception&) {
-        fail("--layers-to-transform: \"{}\" is not a layer index", n);
-      }
-    }
-    j["layers_to_transform"] = layers;
-  }
-  auto pattern = [](const std::string& flag, const std::string& text) {
-    try {
-      nlohmann::json p = nlohmann::json::parse(text);
-      if (!p.is_object()) throw std::runtime_error("not an object");
-      return p;
-    } catch (const std::exception&) {
-      fail("{}: expected a JSON object such as '{{\"v_proj\": 4}}', found '{}'", flag, text);
-    }
-  };
-  if (!a.rank_pattern.empty()) j["rank_pattern"] = pattern("--rank-pattern", a.rank_pattern);
-  if (!a.alpha_pattern.empty()) j["alpha_pattern"] = pattern("--alpha-pattern", a.alpha_pattern);
-  return LoraConfig::from_json(j, "the LoRA flags");
+  return given;
 }
 
 // --out must be new or empty, unless --overwrite, or --resume from a checkpoint inside it.
@@ -121,15 +84,27 @@ void save_model_folder(const std::string& dir, const Model& model, const ParamSt
 int run_train(const TrainArgs& a) {
   if (a.task != "causal-lm")
     fail("--task {}: this version trains the causal-LM / masked-LM objective only", a.task);
-  if (a.method != "lora" && a.method != "full")
-    fail(
-        "--method {}: this version trains lora and full; adapter, prefix, ptuning, ptuning-v2 and "
-        "prompt "
-        "are not available yet",
-        a.method);
+  // The method: --method's registry row, or with --resume / --adapter the one the folder holds.
+  const std::string source = !a.resume.empty() ? a.resume : a.adapter;
+  const bool full = a.method == "full";
+  // No --method: the registry's first row (LoRA), or the folder's method.
+  const MethodInfo* info =
+      full ? nullptr : find_method(a.method.empty() ? method_registry().front().name : a.method);
+  if (!full && !info) fail("--method {}: expected one of {} or full", a.method, method_names());
+  nlohmann::json method_config;
+  if (!full && !source.empty()) {
+    const MethodInfo& held = method_of_adapter(source, &method_config);
+    if (a.method_option->count() > 0 && held.peft_type != info->peft_type)
+      fail("--method {}: {} holds a {} adapter", a.method, source, held.name);
+    if (a.method_option->count() == 0) info = &held;
+  } else if (!full) {
+    method_config = method_config_from_flags(*info, given_method_flags(a));
+  } else if (!given_method_flags(a).empty()) {
+    fail("--{}: method flags do not apply to --method full", given_method_flags(a).begin()->first);
+  }
   prepare_out_dir(a);
   const bool human = stderr_is_terminal() || !a.json;
-  LoadedModel loaded = load_model_folder(a.model, a.method == "full" ? "f32" : a.base_dtype);
+  LoadedModel loaded = load_model_folder(a.model, full ? "f32" : a.base_dtype);
   Model& model = *loaded.model;
   const int64_t vocab = model.config().vocab_size;
   std::vector<Example> train_examples =
@@ -162,27 +137,26 @@ int run_train(const TrainArgs& a) {
                  "note: %lld training records were longer than --max-len %lld and were truncated\n",
                  (long long)train_data.truncated(), (long long)a.max_len);
 
-  ParamStore params;
   Rng init_rng(a.seed, 1), dropout_rng(a.seed, 2);
-  std::unique_ptr<LoraMethod> lora;
-  HookStack hooks;
+  MethodSet methods(model);
+  ParamStore full_params;
   SaveAdapter save;
-  if (a.method == "lora") {
-    const std::string source = !a.resume.empty() ? a.resume : a.adapter;
-    LoraConfig config = source.empty() ? lora_config_from(a, a.model) : read_lora_config(source);
-    config.base_model_name_or_path = a.model;
-    lora = attach_lora(model, config, params);
+  if (!full) {
+    method_config["base_model_name_or_path"] = a.model;
+    Method& method =
+        methods.add(*info, method_config, source.empty() ? "the --method flags" : source, source);
+    methods.allocate();
     if (source.empty())
-      lora->initialize(init_rng);
+      method.initialize(init_rng, loaded.tokenizer.get());
     else
-      load_lora_weights(source, params);
-    lora->set_dropout_rng(&dropout_rng);
-    hooks.add(std::shared_ptr<ModelHooks>(lora.get(), [](ModelHooks*) {}));
-    save = [&](const std::string& dir) { save_lora_adapter(dir, *lora, params); };
+      method.load(source);
+    save = [&](const std::string& dir) { method.save(dir); };
   } else {
-    model.make_trainable(params);
-    save = [&](const std::string& dir) { save_model_folder(dir, model, params, a.model); };
+    model.make_trainable(full_params);
+    save = [&](const std::string& dir) { save_model_folder(dir, model, full_params, a.model); };
   }
+  ParamStore& params = full ? full_params : methods.params();
+  ModelHooks* hooks = methods.hooks();
   model.set_training(true, &dropout_rng);
 
   LossFunction loss = [&](const Batch& b, float normaliser) {
@@ -194,7 +168,7 @@ int run_train(const TrainArgs& a) {
       in.position_ids = b.positions;
       in.segment_ids = b.segment_ids;
     }
-    Var hidden = model.forward(in, hooks.empty() ? nullptr : &hooks);
+    Var hidden = model.forward(in, hooks);
     CrossEntropyOptions o;
     o.normaliser = normaliser;
     return model.loss(hidden, b.labels, o);
@@ -227,7 +201,7 @@ int run_train(const TrainArgs& a) {
     std::fprintf(
         stderr,
         "training %s (%s) on %zu rows for %lld steps: %lld trainable parameters (%.4f%% of %lld)\n",
-        a.model.c_str(), a.method.c_str(), train_data.num_examples(),
+        a.model.c_str(), full ? "full" : info->name.c_str(), train_data.num_examples(),
         (long long)trainer.total_steps(), (long long)trainable,
         100.0 * double(trainable) / double(std::max<int64_t>(1, model.parameter_count())),
         (long long)model.parameter_count());
@@ -243,8 +217,8 @@ int run_train(const TrainArgs& a) {
   out["truncated_records"] = train_data.truncated();
   if (human)
     std::fprintf(stderr, "wrote %s: %s, metrics.jsonl, loss.svg%s (%.1f s)\n", a.out.c_str(),
-                 a.method == "lora" ? "adapter_config.json + adapter_model.safetensors"
-                                    : "config.json + model.safetensors",
+                 full ? "config.json + model.safetensors"
+                      : "adapter_config.json + adapter_model.safetensors",
                  a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
   if (a.json) std::printf("%s\n", out.dump().c_str());
   return 0;
@@ -252,8 +226,8 @@ int run_train(const TrainArgs& a) {
 
 Runner setup_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  const std::string model = "Model", data = "Data", method = "Method", lora = "LoRA",
-                    optim = "Optimisation", output = "Output";
+  const std::string model = "Model", data = "Data", method = "Method", optim = "Optimisation",
+                    output = "Output";
   app.add_option("--model", a->model, "base model folder (Hugging Face layout)")
       ->required()
       ->type_name("DIR")
@@ -273,34 +247,16 @@ Runner setup_train(CLI::App& app) {
       ->group(data);
   app.add_flag("--packing", a->packing, "pack short records into rows of --max-len")->group(data);
   app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
-  app.add_option("--method", a->method, "lora or full")->group(method);
-  app.add_option("--adapter", a->adapter, "continue training an existing LoRA adapter folder")
+  a->method_option =
+      app.add_option(
+             "--method", a->method,
+             fmt::format("{} (default {}; with --adapter / --resume: the folder's), or full",
+                         method_names(), method_registry().front().name))
+          ->group(method);
+  app.add_option("--adapter", a->adapter,
+                 "continue training an existing adapter folder (any method; PEFT's or ours)")
       ->type_name("DIR")
       ->group(method);
-  app.add_option("--r", a->r, "LoRA rank")->check(at_least(1))->group(lora);
-  app.add_option("--lora-alpha", a->lora_alpha, "LoRA alpha; scale = alpha / r")
-      ->check(positive())
-      ->group(lora);
-  app.add_option("--lora-dropout", a->lora_dropout, "dropout on the LoRA input")
-      ->check(at_least_and_below(0.0, 1.0))
-      ->group(lora);
-  app.add_option("--target-modules", a->target_modules,
-                 "comma-separated module names (suffix match), a regex, or all-linear (default: "
-                 "per architecture)")
-      ->group(lora);
-  app.add_option("--lora-bias", a->lora_bias, "none, all or lora_only")
-      ->check(CLI::IsMember({"none", "all", "lora_only"}))
-      ->group(lora);
-  app.add_flag("--use-rslora", a->use_rslora, "scale by alpha / sqrt(r)")->group(lora);
-  app.add_option("--init-lora-weights", a->init_lora_weights, "true, gaussian or false")
-      ->check(CLI::IsMember({"true", "false", "gaussian"}))
-      ->group(lora);
-  app.add_option("--layers-to-transform", a->layers_to_transform, "comma-separated layer indices")
-      ->group(lora);
-  app.add_option("--rank-pattern", a->rank_pattern, "JSON object: module pattern -> rank")
-      ->group(lora);
-  app.add_option("--alpha-pattern", a->alpha_pattern, "JSON object: module pattern -> alpha")
-      ->group(lora);
   app.add_option("--epochs", a->epochs, "passes over the data")->check(at_least(1))->group(optim);
   app.add_option("--max-steps", a->max_steps, "optimizer steps; overrides --epochs when > 0")
       ->check(at_least(0))
@@ -349,10 +305,31 @@ Runner setup_train(CLI::App& app) {
                  "YAML run config: flag names (without --) to values; flags given win")
       ->type_name("FILE")
       ->group("Runtime");
+  // Every method's flags (peft/registry.cpp), each name once; they become the method's JSON.
+  for (const MethodFlag& f : all_method_flags()) {
+    CLI::Option* opt = f.type == MethodFlag::Type::Bool
+                           ? app.add_flag("--" + f.name, a->method_switch[f.name], f.help)
+                           : app.add_option("--" + f.name, a->method_text[f.name], f.help);
+    if (f.min || f.max) {
+      NumberRange range;
+      range.lo = f.min, range.hi = f.max, range.lo_open = f.min_open, range.hi_open = f.max_open;
+      range.integer = f.type == MethodFlag::Type::Int;
+      opt->check(number_in(range));
+    }
+    if (!f.choices.empty()) opt->check(CLI::IsMember(f.choices, CLI::ignore_case));
+    using T = MethodFlag::Type;
+    if (f.type == T::Int || f.type == T::Float || f.type == T::IntList || f.type == T::Json)
+      opt->type_name(f.type == T::Int     ? "INT"
+                     : f.type == T::Float ? "FLOAT"
+                     : f.type == T::Json  ? "JSON"
+                                          : "INT,...");
+    opt->group(f.group);
+    a->method_options.emplace_back(f.name, opt);
+  }
   return [a]() { return run_train(*a); };
 }
 
-PEFT_COMMAND("train", "fine-tune a model with LoRA or in full", setup_train);
+PEFT_COMMAND("train", "fine-tune a model with a PEFT method or in full", setup_train);
 
 }  // namespace
 }  // namespace peft::cli

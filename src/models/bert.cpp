@@ -67,13 +67,13 @@ class Bert final : public Model {
 
   Var forward(const ModelInputs& in, ModelHooks* hooks, KVCache* cache) override {
     PEFT_CHECK(cache == nullptr, "BERT is bidirectional: no KV cache");
-    hooks_ = hooks;
     const HFConfig& c = config_;
     const Tensor& ids = in.input_ids;
     PEFT_CHECK(ids.ndim() == 2 && ids.dtype() == DType::I32, "input_ids must be i32 [B, T], got {}",
                ids.describe());
     const int64_t B = ids.dim(0), T = ids.dim(1);
     const int64_t H = c.num_attention_heads, D = c.head_dim, C = c.hidden_size;
+    begin_forward(hooks, nullptr, B);
     Var x = embedding(word_, ids);
     if (hooks) x = hooks->input_embeddings(x);
     const int64_t Tt = x->value.dim(1), P = Tt - T;
@@ -83,7 +83,9 @@ class Bert final : public Model {
       for (int64_t b = 0; b < B; ++b)
         for (int64_t t = 0; t < T; ++t)
           types.data<int32_t>()[b * Tt + P + t] = in.token_type_ids.data<int32_t>()[b * T + t];
-    const Tensor positions = token_positions(in, P, 0);
+    // With a key/value prefix of N slots the tokens take positions N ... (transformers' BERT
+    // with past_key_values, as PEFT's prefix tuning runs it).
+    const Tensor positions = token_positions(in, P, hooks ? hooks->num_prefix_tokens() : 0);
     const int32_t* pos = positions.data<int32_t>();
     const int32_t last = positions.numel() ? *std::max_element(pos, pos + positions.numel()) : 0;
     if (last >= c.max_position_embeddings)

@@ -75,6 +75,7 @@ class Decoder final : public Model {
                ids.describe());
     const int64_t B = ids.dim(0), T = ids.dim(1);
     const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
+    begin_forward(hooks, cache, B);
     Var x = embedding(embed_, ids);
     // Virtual tokens go in front of the sequence once: with a cache, on its first step only.
     if (hooks && (!cache || cache->length() == 0)) x = hooks->input_embeddings(x);

@@ -11,9 +11,23 @@
 #include <vector>
 
 #include "autograd/tape.h"
+#include "core/error.h"
 #include "ops/linear.h"
 
 namespace peft {
+
+class KVCache;
+class Rng;
+
+// What one forward pass is: training (dropout on, the tape records) or inference, the dropout
+// RNG, and the KV cache (generation). The model builds it once per forward and hands it to every
+// hook through begin_forward, so no method decides "training" on its own.
+struct ForwardContext {
+  bool training = false;
+  Rng* dropout_rng = nullptr;  // required when training with dropout
+  KVCache* cache = nullptr;    // decoders at inference; null otherwise
+  int64_t batch = 0;           // B of this forward
+};
 
 // A weight projection of the model, named as Hugging Face names the module, e.g.
 // "model.layers.0.self_attn.q_proj" or "bert.encoder.layer.3.attention.self.query".
@@ -47,6 +61,10 @@ class ModelHooks {
  public:
   virtual ~ModelHooks() = default;
 
+  // 0. Once per forward, before anything else: where an encoder (P-Tuning's MLP / LSTM, the
+  //    prefix projection) runs once per step rather than once per layer.
+  virtual void begin_forward(const ForwardContext& /*ctx*/) {}
+
   // 1. Input embeddings [B, T, C] -> [B, T + P, C]: prompt tuning / P-Tuning put P virtual-token
   //    embeddings in front. The model extends positions, masks and labels by P.
   virtual Var input_embeddings(const Var& embeddings) { return embeddings; }
@@ -60,6 +78,10 @@ class ModelHooks {
 
   // 3. Linear layers: a LoRA branch beside the frozen weight of this site, or nullptr.
   virtual const LoraBranch* linear_branch(const LinearSite& /*site*/) { return nullptr; }
+  // Every branch at this site (several adapters stacked: their deltas add up).
+  virtual void linear_branches(const LinearSite& site, std::vector<const LoraBranch*>& out) {
+    if (const LoraBranch* b = linear_branch(site)) out.push_back(b);
+  }
 
   // 4. After a sublayer: h is the sublayer's output, x its input (the residual stream). Returns
   //    what replaces h (bottleneck adapters: h + up(act(down(h))), placed as FORMATS.md says);
@@ -75,11 +97,17 @@ class ModelHooks {
   //    site needs no callback.
 };
 
-// Several methods at once (e.g. LoRA + prefix): each hook is applied in order.
+// Several methods at once (e.g. LoRA + prefix): each hook is applied in order; at a linear site
+// the LoRA branches of every method add up; at most one method gives a key/value prefix.
 class HookStack final : public ModelHooks {
  public:
-  void add(std::shared_ptr<ModelHooks> hooks) { hooks_.push_back(std::move(hooks)); }
+  // Two methods that both hand the layers a key/value prefix cannot be stacked (throws Error).
+  void add(std::shared_ptr<ModelHooks> hooks);
   bool empty() const { return hooks_.empty(); }
+
+  void begin_forward(const ForwardContext& ctx) override {
+    for (auto& h : hooks_) h->begin_forward(ctx);
+  }
 
   Var input_embeddings(const Var& embeddings) override {
     Var e = embeddings;
@@ -93,7 +121,7 @@ class HookStack final : public ModelHooks {
   }
   std::optional<KvPrefix> kv_prefix(int layer, int64_t batch) override {
     for (auto& h : hooks_)
-      if (auto p = h->kv_prefix(layer, batch)) return p;  // one prefix method at a time
+      if (auto p = h->kv_prefix(layer, batch)) return p;  // at most one (add() checks)
     return std::nullopt;
   }
   int64_t num_prefix_tokens() const override {
@@ -106,6 +134,9 @@ class HookStack final : public ModelHooks {
       if (const LoraBranch* b = h->linear_branch(site)) return b;
     return nullptr;
   }
+  void linear_branches(const LinearSite& site, std::vector<const LoraBranch*>& out) override {
+    for (auto& h : hooks_) h->linear_branches(site, out);
+  }
   Var after_sublayer(int layer, Sublayer which, const Var& h, const Var& x,
                      const SublayerNorm* norm) override {
     Var out = h;
@@ -116,5 +147,15 @@ class HookStack final : public ModelHooks {
  private:
   std::vector<std::shared_ptr<ModelHooks>> hooks_;
 };
+
+inline void HookStack::add(std::shared_ptr<ModelHooks> hooks) {
+  if (hooks->num_prefix_tokens() > 0)
+    for (const auto& h : hooks_)
+      if (h->num_prefix_tokens() > 0)
+        fail(
+            "two prefix-type methods (prefix tuning / P-Tuning v2) cannot be stacked: each gives "
+            "every attention layer its own key/value prefix");
+  hooks_.push_back(std::move(hooks));
+}
 
 }  // namespace peft

@@ -65,9 +65,30 @@ LinearWeights Model::take_linear(std::map<std::string, Tensor>& tensors, const L
           has_bias ? take_weight(tensors, site.module + ".bias") : nullptr};
 }
 
+// llama.cpp's build_lora_mm: the first branch is fused into the linear op, every further one
+// (stacked adapters) adds s · B(A(dropout(x))) beside it.
 Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
   if (!hooks) return linear(x, w.weight, w.bias);
-  return linear(x, w.weight, w.bias, hooks->linear_branch(w.site));
+  std::vector<const LoraBranch*> branches;
+  hooks->linear_branches(w.site, branches);
+  Var y = linear(x, w.weight, w.bias, branches.empty() ? nullptr : branches[0]);
+  for (size_t i = 1; i < branches.size(); ++i) {
+    const LoraBranch& b = *branches[i];
+    Var in = x;
+    if (b.dropout > 0.0f && active_tape()) {
+      PEFT_CHECK(b.rng != nullptr, "LoRA dropout while training needs an Rng");
+      in = dropout(x, b.dropout, *b.rng);
+    }
+    y = add(y, scale(linear(linear(in, b.A), b.B), b.scale));
+  }
+  return y;
+}
+
+ForwardContext Model::begin_forward(ModelHooks* hooks, KVCache* cache, int64_t batch) {
+  hooks_ = hooks;
+  ForwardContext ctx{training_, dropout_rng_, cache, batch};
+  if (hooks) hooks->begin_forward(ctx);
+  return ctx;
 }
 
 Var Model::dropout_if_training(const Var& x, float p) {

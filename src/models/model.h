@@ -104,7 +104,10 @@ class Model {
 
  protected:
   Model(HFConfig config, const ArchSpec& arch) : config_(std::move(config)), arch_(&arch) {}
-  // Applies a linear layer through the hooks (LoRA branch, bias override).
+  // The start of every forward: remembers the hooks (the head uses them too), builds the
+  // ForwardContext and calls every hook's begin_forward with it.
+  ForwardContext begin_forward(ModelHooks* hooks, KVCache* cache, int64_t batch);
+  // Applies a linear layer through the hooks (the LoRA branches of every attached adapter).
   static Var project(const Var& x, const LinearWeights& w, ModelHooks* hooks);
   // The head's pre-logit transform (BERT's dense + GELU + LayerNorm; identity for decoders), and
   // its output weight [V, C] and bias [V] (or nullptr).

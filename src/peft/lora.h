@@ -15,6 +15,7 @@
 #include "core/rng.h"
 #include "models/hooks.h"
 #include "models/model.h"
+#include "peft/method.h"
 
 namespace peft {
 
@@ -55,25 +56,42 @@ float lora_scale(const LoraConfig& config, int r, float alpha);
 // PEFT's tensor names: base_model.model.<module>.lora_A.weight / .lora_B.weight.
 std::string lora_key(const std::string& module, char which);
 
-class LoraMethod final : public ModelHooks {
+class LoraMethod final : public Method {
  public:
-  // Declares A and B of every targeted site in `params` (names are PEFT's keys). Throws Error
-  // when no site matches the targets.
+  // Declares A and B of every targeted site in `params` (names are PEFT's keys behind `group`).
+  // Throws Error when no site matches the targets.
   LoraMethod(LoraConfig config, const std::vector<LinearSite>& sites,
-             const std::vector<std::string>& default_targets, ParamStore& params);
+             const std::vector<std::string>& default_targets, ParamStore& params,
+             std::string group = "");
   // After params.allocate(): A per init_lora_weights, B = 0 (PEFT's init).
   void initialize(Rng& rng);
-  void set_dropout_rng(Rng* rng) { dropout_rng_ = rng; }
+  void set_dropout_rng(Rng* rng);
 
+  void begin_forward(const ForwardContext& ctx) override;
   const LoraBranch* linear_branch(const LinearSite& site) override;
+
+  // Method
+  nlohmann::json config_json() const override { return config_.to_json(); }
+  void bind(Model& model) override;
+  void initialize(Rng& rng, const Tokenizer* /*tokenizer*/) override { initialize(rng); }
+  void save(const std::string& dir) const override;
+  void load(const std::string& dir) override;
+  bool mergeable() const override { return true; }
+  bool merges(const std::string& weight_name) const override;
+  bool merge_into(const std::string& weight_name, Tensor& w) const override;
 
   const LoraConfig& config() const { return config_; }
   const std::vector<LinearSite>& targeted_sites() const { return targeted_; }
+  const std::string& group() const { return group_; }
+  // The trained base weights (bias setting), HF name -> store key; declared by declare_biases().
+  void declare_biases(const Model& model);
 
  private:
   LoraConfig config_;
   ParamStore& params_;
+  std::string group_;
   std::vector<LinearSite> targeted_;
+  std::map<std::string, std::string> bias_keys_;
   std::map<std::string, LoraBranch> branches_;  // by module, filled on first use
   Rng* dropout_rng_ = nullptr;
 };
@@ -94,13 +112,15 @@ std::unique_ptr<LoraMethod> attach_lora(Model& model, LoraConfig config, ParamSt
 // The adapter folder Hugging Face PEFT reads: adapter_config.json (sorted keys, indent 2) and
 // adapter_model.safetensors with PEFT's key names, both written atomically.
 void save_lora_adapter(const std::string& dir, const LoraMethod& lora, const ParamStore& params);
+// The registry row of LoRA (peft/registry.cpp lists it).
+MethodInfo lora_method_info();
 // Reads dir/adapter_config.json (only the config).
 LoraConfig read_lora_config(const std::string& dir);
 // Loads dir/adapter_model.safetensors into the declared adapter parameters: every one must be
 // present with its declared shape (an error names the key, expected and found shape), except that
 // a bias may be stored as <module>.bias or <module>.base_layer.bias, and a missing one keeps its
 // base value (as PEFT loads it); the file may hold no LoRA tensor for a module this model lacks.
-void load_lora_weights(const std::string& dir, ParamStore& params);
+void load_lora_weights(const std::string& dir, ParamStore& params, const std::string& group = "");
 
 // W [out, in] (f32, or 16-bit: computed in f32 then rounded) += sign · s · B·A.
 void lora_merge(Tensor& weight, const Tensor& A, const Tensor& B, float scale, float sign = 1.0f);

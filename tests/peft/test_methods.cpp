@@ -1,0 +1,231 @@
+// The method layer (peft/method.h) and the prompt-learning family (peft/prompt_learning.h):
+// stacking rules, and the gradient of every new trainable piece (prompt tables, P-Tuning's MLP
+// and bi-LSTM encoders, the prefix projection) through whole tiny models against central
+// differences. Agreement with PEFT itself is tests/python/test_peft_prompt.py.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "io/hf_config.h"
+#include "models/init.h"
+#include "models/model.h"
+#include "models/registry.h"
+#include "peft/method.h"
+#include "testing.h"
+
+namespace peft {
+namespace {
+
+std::string tiny_dir(const std::string& arch) {
+  const std::string dir = ::testing::TempDir() + "/methods_tiny_" + arch;
+  if (std::filesystem::exists(dir + "/model.safetensors")) return dir;
+  std::filesystem::create_directories(dir);
+  InitOptions init;
+  init.seed = 13;
+  write_random_model(parse_hf_config(preset_config(arch_for(arch), "tiny"), "tiny"), dir, init);
+  return dir;
+}
+
+Method& add(MethodSet& set, const std::string& name, const char* json) {
+  const MethodInfo* info = find_method(name);
+  EXPECT_NE(info, nullptr) << name;
+  nlohmann::json j = nlohmann::json::parse(json);
+  j["peft_type"] = info->peft_type;
+  return set.add(*info, j, "test config");
+}
+
+TEST(Methods, TwoPrefixTypeMethodsAreOneError) {
+  auto model = load_model(tiny_dir("qwen2"));
+  MethodSet set(*model);
+  add(set, "prefix", R"({"num_virtual_tokens": 3})");
+  add(set, "lora", R"({"r": 2})");  // LoRA + prefix stacks
+  try {
+    add(set, "ptuning-v2", R"({"num_virtual_tokens": 2})");
+    FAIL() << "two prefix-type methods were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be stacked"), std::string::npos) << e.what();
+  }
+}
+
+// Two LoRA adapters on the same sites, the second the negation of the first: their branches add
+// up, so the stacked model is the base model.
+TEST(Methods, StackedLoraBranchesAddUp) {
+  auto model = load_model(tiny_dir("qwen2"));
+  ModelInputs in;
+  in.input_ids = Tensor::from_vector_i32({5, 9, 2, 7, 11}, {1, 5});
+  const std::vector<float> base = model->logits(model->forward(in))->value.to_vector();
+  MethodSet set(*model);
+  add(set, "lora", R"({"r": 2, "lora_alpha": 4})");
+  add(set, "lora", R"({"r": 2, "lora_alpha": 4})");
+  set.allocate();
+  Rng rng(3);
+  for (const auto& e : set.params().entries()) fill_normal(e.var->value, rng, 0, 0.5f);
+  for (const auto& e : set.params().entries())
+    if (e.name.rfind("m1/", 0) == 0) {
+      const Tensor& first = set.params().get(e.name.substr(3))->value;
+      const bool negate = e.name.find("lora_B") != std::string::npos;
+      for (int64_t i = 0; i < first.numel(); ++i)
+        e.var->value.data<float>()[i] = (negate ? -1.0f : 1.0f) * first.data<float>()[i];
+    }
+  const std::vector<float> stacked =
+      model->logits(model->forward(in, set.hooks()))->value.to_vector();
+  ASSERT_EQ(stacked.size(), base.size());
+  for (size_t i = 0; i < base.size(); ++i) ASSERT_NEAR(stacked[i], base[i], 1e-4) << i;
+  // One adapter alone does change the output.
+  MethodSet one(*model);
+  add(one, "lora", R"({"r": 2, "lora_alpha": 4})");
+  one.allocate();
+  for (const auto& e : one.params().entries())
+    e.var->value.copy_from(set.params().get(e.name)->value);
+  EXPECT_NE(model->logits(model->forward(in, one.hooks()))->value.to_vector(), base);
+}
+
+// Every parameter of each method, through a whole tiny model, along a random direction:
+// analytic directional derivative vs Richardson-extrapolated central differences of Σ ℓ.
+TEST(Methods, PromptLearningGradientsMatchFiniteDifferences) {
+  struct Case {
+    const char* arch;
+    const char* method;
+    const char* json;
+  };
+  const Case cases[] = {
+      {"qwen2", "prompt", R"({"num_virtual_tokens": 3})"},
+      {"qwen2", "ptuning", R"({"num_virtual_tokens": 3, "encoder_hidden_size": 8})"},
+      {"llama", "ptuning",
+       R"({"num_virtual_tokens": 3, "encoder_hidden_size": 6, "encoder_reparameterization_type": "LSTM"})"},
+      {"qwen2", "prefix",
+       R"({"num_virtual_tokens": 3, "prefix_projection": true, "encoder_hidden_size": 8})"},
+      {"baichuan", "ptuning-v2", R"({"num_virtual_tokens": 3})"},
+      {"bert", "ptuning-v2", R"({"num_virtual_tokens": 3})"},
+      {"bert", "prompt", R"({"num_virtual_tokens": 2})"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::string(c.arch) + " " + c.method);
+    auto model = load_model(tiny_dir(c.arch));
+    MethodSet set(*model);
+    Method& m = add(set, c.method, c.json);
+    set.allocate();
+    Rng rng(5);
+    m.initialize(rng, nullptr);
+    for (const auto& e : set.params().entries())  // O(1) values so every piece matters
+      if (e.name.find("prompt_embeddings") != std::string::npos ||
+          e.name.find("embedding.weight") != std::string::npos)
+        fill_normal(e.var->value, rng, 0, 0.5f);
+    ModelInputs in;
+    std::vector<int32_t> ids(10);
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((37 * i + 5) % 400);
+    in.input_ids = Tensor::from_vector_i32(ids, {2, 5});
+    CrossEntropyOptions sum_loss;
+    sum_loss.normaliser = 1;
+    auto loss_value = [&] {
+      NoGradGuard no_grad;
+      CrossEntropyStats stats;
+      model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss, &stats);
+      return stats.sum;
+    };
+    {
+      Tape tape;
+      tape.backward(model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss));
+    }
+    for (const auto& e : set.params().entries()) {
+      Tensor& w = e.var->value;
+      const testing::Vec dir = testing::random_vec(size_t(w.numel()), 17);
+      const std::vector<float> g = e.var->grad.to_vector(), w0 = w.to_vector();
+      double analytic = 0;
+      for (size_t i = 0; i < g.size(); ++i) analytic += double(g[i]) * dir[i];
+      auto central = [&](double h) {
+        double l[2];
+        for (int k = 0; k < 2; ++k) {
+          for (size_t i = 0; i < w0.size(); ++i)
+            w.data<float>()[i] = float(w0[i] + (k ? -h : h) * dir[i]);
+          l[k] = loss_value();
+        }
+        return (l[0] - l[1]) / (2 * h);
+      };
+      const double numeric = (4 * central(1e-3) - central(2e-3)) / 3;
+      std::memcpy(w.data<float>(), w0.data(), w0.size() * sizeof(float));
+      EXPECT_NEAR(analytic, numeric, 1e-3 + 1e-2 * std::fabs(numeric)) << e.name;
+      EXPECT_GT(std::fabs(analytic), 1e-4) << e.name;
+    }
+  }
+}
+
+// The adapter folder a method writes loads back bit-identically (encoder weights included).
+TEST(Methods, SaveLoadRoundTripIsBitIdentical) {
+  auto model = load_model(tiny_dir("qwen2"));
+  for (const char* method : {"prompt", "ptuning", "prefix"}) {
+    SCOPED_TRACE(method);
+    MethodSet a(*model);
+    Method& m =
+        add(a, method,
+            R"({"num_virtual_tokens": 4, "encoder_hidden_size": 8, "prefix_projection": true})");
+    a.allocate();
+    Rng rng(9);
+    m.initialize(rng, nullptr);
+    const std::string dir = ::testing::TempDir() + "/methods_roundtrip_" + method;
+    std::filesystem::create_directories(dir);
+    m.save(dir);
+    MethodSet b(*model);
+    b.attach_folders({dir});
+    ASSERT_EQ(a.params().size(), b.params().size());
+    EXPECT_EQ(a.params().values().to_vector(), b.params().values().to_vector());
+  }
+}
+
+// Generation: a prefix (or virtual tokens) with a KV cache, fed one token at a time, gives the
+// logits of the full forward over the whole sequence.
+TEST(Methods, KvCacheWithPrefixOrPromptGivesTheFullForwardLogits) {
+  auto model = load_model(tiny_dir("qwen2"));
+  const HFConfig& c = model->config();
+  for (const char* method : {"prefix", "prompt"}) {
+    SCOPED_TRACE(method);
+    MethodSet set(*model);
+    Method& m = add(set, method, R"({"num_virtual_tokens": 3})");
+    set.allocate();
+    Rng rng(2);
+    m.initialize(rng, nullptr);
+    NoGradGuard no_grad;
+    const std::vector<int32_t> ids = {4, 8, 15, 16, 23, 42};
+    const int64_t T = int64_t(ids.size()), P = std::string(method) == "prompt" ? 3 : 0;
+    ModelInputs all;
+    all.input_ids = Tensor::from_vector_i32(ids, {1, T});
+    const std::vector<float> full =
+        model->logits(model->forward(all, set.hooks()))->value.to_vector();
+    KVCache cache(c.num_hidden_layers, 1, T + P, c.num_key_value_heads, c.head_dim);
+    std::vector<float> stepped;
+    for (int64_t t = 0; t < T; ++t) {
+      ModelInputs one;
+      // The first step takes two tokens, then one at a time.
+      if (t == 1) continue;
+      const std::vector<int32_t> part =
+          t == 0 ? std::vector<int32_t>{ids[0], ids[1]} : std::vector<int32_t>{ids[size_t(t)]};
+      one.input_ids = Tensor::from_vector_i32(part, {1, int64_t(part.size())});
+      const std::vector<float> l =
+          model->logits(model->forward(one, set.hooks(), &cache))->value.to_vector();
+      stepped.insert(stepped.end(), l.begin(), l.end());
+    }
+    ASSERT_EQ(stepped.size(), full.size());
+    for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(stepped[i], full[i], 1e-4) << i;
+  }
+}
+
+// STYLE.md: the CLI never branches on a method; a method is a registry row.
+TEST(Methods, CliNamesNoMethod) {
+  const std::regex named("\"(lora|prompt|ptuning|ptuning-v2|prefix|LORA|PREFIX_TUNING)\"");
+  for (const auto& f :
+       std::filesystem::directory_iterator(std::string(PEFT_SOURCE_DIR) + "/src/cli")) {
+    std::ifstream in(f.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    const std::string s = text.str();
+    EXPECT_FALSE(std::regex_search(s, named)) << f.path();
+  }
+}
+
+}  // namespace
+}  // namespace peft
