@@ -189,8 +189,8 @@ int run_train(const TrainArgs& a) {
   o.log_every = a.log_every;
   o.out_dir = a.out;
   o.progress = stderr_is_terminal();
-  o.plot_title = fmt::format("{} fine-tune of {} ({})", a.method, folder_name(a.model),
-                             model.config().model_type);
+  o.plot_title = fmt::format("{} fine-tune of {} ({})", full ? "full" : info->name,
+                             folder_name(a.model), model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
   trainer.track_rng(&dropout_rng);
   if (!a.resume.empty()) trainer.resume_from(a.resume);
@@ -248,10 +248,10 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--packing", a->packing, "pack short records into rows of --max-len")->group(data);
   app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
   a->method_option =
-      app.add_option(
-             "--method", a->method,
-             fmt::format("{} (default {}; with --adapter / --resume: the folder's), or full",
-                         method_names(), method_registry().front().name))
+      app.add_option("--method", a->method,
+                     fmt::format("{} or full (with --adapter / --resume: the folder's method)",
+                                 method_names()))
+          ->default_str(method_registry().front().name)
           ->group(method);
   app.add_option("--adapter", a->adapter,
                  "continue training an existing adapter folder (any method; PEFT's or ours)")
@@ -322,7 +322,7 @@ Runner setup_train(CLI::App& app) {
       opt->type_name(f.type == T::Int     ? "INT"
                      : f.type == T::Float ? "FLOAT"
                      : f.type == T::Json  ? "JSON"
-                                          : "INT,...");
+                                          : "I,J,...");
     opt->group(f.group);
     a->method_options.emplace_back(f.name, opt);
   }
