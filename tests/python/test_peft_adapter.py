@@ -16,6 +16,7 @@ non-linearities:
    nothing.
 """
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -28,20 +29,25 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def ensure_adapters_env():
-    """Re-runs this script under build/.venv-adapters (created on first use); exit 77 (skip) when it
-    cannot be had (no network)."""
+    """Re-runs this script under the AdapterHub venv (scripts/setup-adapters-python.sh: in the user's
+    cache, created on first use); exit 77 (skip) when it cannot be had (no network)."""
     try:
         import adapters  # noqa: F401
         import torch  # noqa: F401
         return
     except ImportError:
         pass
-    build = os.environ.get("PEFT_BUILD_DIR", os.path.join(ROOT, "build"))
-    python = os.path.join(build, ".venv-adapters", "bin", "python")
-    os.makedirs(build, exist_ok=True)
-    with open(os.path.join(build, ".venv-adapters.lock"), "w") as lock:
+    req = os.path.join(ROOT, "tests", "requirements-adapters.txt")
+    with open(req, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    cache = os.environ.get("PEFT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "peft.cpp")
+    venv = os.path.join(cache, "venv-adapters-" + digest)
+    python = os.path.join(venv, "bin", "python")
+    os.makedirs(cache, exist_ok=True)
+    with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        setup = subprocess.run([os.path.join(ROOT, "scripts", "setup-adapters-python.sh"), build])
+        setup = subprocess.run([os.path.join(ROOT, "scripts", "setup-adapters-python.sh"), venv])
     probe = subprocess.run([python, "-c", "import adapters, torch, safetensors, numpy"],
                            capture_output=True) if os.path.exists(python) else None
     if setup.returncode != 0 or probe is None or probe.returncode != 0:
