@@ -29,11 +29,13 @@ class SeqClsObjective final : public ClassificationObjective {
     if (bert_) {
       // The pooler, which the masked-LM model does not use, from the checkpoint when it has one.
       SafetensorsSet set(ctx_.model_dir);
-      for (const std::string prefix : {"bert.", ""})
-        if (set.contains(prefix + "pooler.dense.weight") &&
-            set.contains(prefix + "pooler.dense.bias")) {
-          pooler_w_ = constant(set.get(prefix + "pooler.dense.weight").to(DType::F32), "pooler.w");
-          pooler_b_ = constant(set.get(prefix + "pooler.dense.bias").to(DType::F32), "pooler.b");
+      for (const char* prefix : {"bert.", ""})
+        if (set.contains(std::string(prefix) + "pooler.dense.weight") &&
+            set.contains(std::string(prefix) + "pooler.dense.bias")) {
+          pooler_w_ = constant(set.get(std::string(prefix) + "pooler.dense.weight").to(DType::F32),
+                               "pooler.w");
+          pooler_b_ = constant(set.get(std::string(prefix) + "pooler.dense.bias").to(DType::F32),
+                               "pooler.b");
           break;
         }
       pooler_trainable_ = !pooler_w_;
