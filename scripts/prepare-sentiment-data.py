@@ -4,7 +4,8 @@
 every source sentence as {"text", "label": "negative"/"positive"} (amazon.jsonl, imdb.jsonl),
 and a fixed split of the Amazon sentences: train-32.jsonl (16 + 16, the few-shot set),
 test-200.jsonl (100 + 100), unlabeled-200.jsonl (200 others, labels removed).
-Usage: scripts/prepare-sentiment-data.py SOURCE_DIR [OUT_DIR]"""
+Usage: scripts/prepare-sentiment-data.py data/datasets/uci-sentiment-labelled-sentences [OUT_DIR]
+(the source copy the repository ships, with its attribution README)."""
 import json
 import os
 import random
