@@ -33,6 +33,7 @@ struct TrainArgs {
   uint64_t seed = 42;
   bool no_shuffle = false, overwrite = false, packing = false, json = false,
        shard_optimizer = false;
+  std::string allreduce_dtype = "f32";
   ObjectiveConfig objective;
   // Method flags (the registry's, each name once): the text of those given, and switches.
   std::map<std::string, std::string> method_text;
@@ -199,6 +200,7 @@ int run_train(const TrainArgs& a) {
   o.out_dir = a.out;
   o.progress = stderr_is_terminal();
   o.shard_optimizer = a.shard_optimizer;
+  o.allreduce_bf16 = a.allreduce_dtype == "bf16";
   o.plot_title = fmt::format("{} fine-tune of {} ({})", full ? "full" : info->name,
                              folder_name(a.model), model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
@@ -357,6 +359,10 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--json", a->json, "print a JSON summary as the last line")->group(output);
   app.add_flag("--shard-optimizer", a->shard_optimizer,
                "under mpirun: each rank keeps the AdamW state of 1/N of the parameters (ZeRO-1)")
+      ->group("Runtime");
+  app.add_option("--allreduce-dtype", a->allreduce_dtype,
+                 "under mpirun: sum gradients in f32 or bf16 (half the traffic)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->group("Runtime");
   app.add_option("--config", a->config,
                  "YAML run config: flag names (without --) to values; flags given win")

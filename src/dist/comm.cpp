@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 #ifdef PEFT_WITH_MPI
@@ -42,6 +44,13 @@ void allreduce(T* data, int64_t n, MPI_Datatype type, MPI_Op op, const char* wha
     check(MPI_Allreduce(MPI_IN_PLACE, data + at, int(std::min(kChunk, n - at)), type, op,
                         MPI_COMM_WORLD),
           what);
+}
+
+// MPI_Op for bf16 sums: inout[i] = bf16(in[i] + inout[i]), added in f32.
+void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
+  const uint16_t* a = static_cast<const uint16_t*>(in);
+  uint16_t* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
 }
 #endif
 
@@ -131,6 +140,29 @@ void allreduce_sum(float* data, int64_t n) {
 void allreduce_sum(double* data, int64_t n) {
 #ifdef PEFT_WITH_MPI
   allreduce(data, n, MPI_DOUBLE, MPI_SUM, "MPI_Allreduce (sums)");
+#else
+  (void)data, (void)n;
+#endif
+}
+
+void allreduce_sum_bf16(float* data, int64_t n) {
+#ifdef PEFT_WITH_MPI
+  if (g_size <= 1) return;
+  MPI_Op op;
+  check(MPI_Op_create(bf16_sum, 1, &op), "MPI_Op_create");
+  std::vector<uint16_t> buffer(size_t(std::min(kChunk, n)));
+  for (int64_t at = 0; at < n; at += kChunk) {
+    const int64_t count = std::min(kChunk, n - at);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) buffer[size_t(i)] = f32_to_bf16(data[at + i]);
+    const int rc =
+        MPI_Allreduce(MPI_IN_PLACE, buffer.data(), int(count), MPI_UINT16_T, op, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) MPI_Op_free(&op);
+    check(rc, "MPI_Allreduce (bf16 gradients)");
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) data[at + i] = bf16_to_f32(buffer[size_t(i)]);
+  }
+  MPI_Op_free(&op);
 #else
   (void)data, (void)n;
 #endif

@@ -36,6 +36,9 @@ inline bool is_root() {
 
 void allreduce_sum(float* data, int64_t n);
 void allreduce_sum(double* data, int64_t n);
+// The sum carried in bf16 (each partial sum rounded to bf16), half the bytes of f32; the result
+// is written back as f32. For full fine-tuning over slow networks.
+void allreduce_sum_bf16(float* data, int64_t n);
 // Element-wise min and max over the ranks (used to check that replicas agree).
 void allreduce_min_max(uint64_t* min_io, uint64_t* max_io);
 // Every rank's data[0, n) becomes rank `root`'s.

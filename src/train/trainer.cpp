@@ -251,7 +251,10 @@ TrainResult Trainer::train() {
     }
     if (ranks > 1) {  // one all-reduce over the single gradient buffer, one for the loss
       const auto reduce_start = Clock::now();
-      dist::allreduce_sum(params_.grads().data<float>(), params_.size());
+      if (options_.allreduce_bf16)
+        dist::allreduce_sum_bf16(params_.grads().data<float>(), params_.size());
+      else
+        dist::allreduce_sum(params_.grads().data<float>(), params_.size());
       dist::allreduce_sum(&step_loss, 1);
       result.allreduce_seconds +=
           std::chrono::duration<double>(Clock::now() - reduce_start).count();

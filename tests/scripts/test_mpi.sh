@@ -3,10 +3,12 @@
 # the same global batch, on a tiny random Qwen2 model.
 #  1. LoRA, prompt tuning and full fine-tuning with a sharded AdamW state (ZeRO-1): the same
 #     per-step losses and final weights within 1e-5 relative (f32; only summation order differs);
+#     gradients summed in bf16 stay within 1e-3 (losses) and 1e-2 (weights);
 #  2. resume with a different number of ranks: a 2-rank sharded checkpoint continued by one
 #     process, a 1-process checkpoint continued by 2 ranks, each ends where the uninterrupted
 #     run ends;
-#  3. a rank killed mid-run stops every rank with an error (no hang).
+#  3. an error on rank 0 stops every rank (MPI_Abort) with the one-line error; a rank killed
+#     mid-run stops every rank with an error (no hang).
 # Every mpirun is bounded by `timeout`, so a hang fails the test instead of stalling CI.
 # Usage: test_mpi.sh PEFT_BINARY MPIEXEC
 set -euo pipefail
@@ -55,6 +57,14 @@ same --metrics "$tmp/full2/metrics.jsonl" "$tmp/full1/metrics.jsonl"
 same "$tmp/full2/model.safetensors" "$tmp/full1/model.safetensors" k_proj.bias=1e-3
 same "$tmp/full2/checkpoint-2/trainer_state.safetensors" "$tmp/full1/checkpoint-2/trainer_state.safetensors"
 
+# bf16 gradient sums: the same training within bf16's rounding
+mpi2 train "${common[@]}" --method full --max-steps 4 --allreduce-dtype bf16 --out "$tmp/bf16" \
+  > /dev/null || fail "2-rank full fine-tune with bf16 all-reduce failed"
+python3 "$here/same_tensors.py" 1e-3 --metrics "$tmp/bf16/metrics.jsonl" "$tmp/full1/metrics.jsonl" ||
+  fail "bf16 all-reduce: losses differ by more than 1e-3"
+python3 "$here/same_tensors.py" 1e-2 "$tmp/bf16/model.safetensors" "$tmp/full1/model.safetensors" \
+  k_proj.bias=1 || fail "bf16 all-reduce: weights differ by more than 1e-2"
+
 # 2. resume with another number of ranks
 "$PEFT" train "${common[@]}" "${full[@]}" --resume "$tmp/full2/checkpoint-2" --out "$tmp/full2" \
   > /dev/null || fail "one process could not resume a 2-rank sharded checkpoint"
@@ -64,7 +74,15 @@ mpi2 train "${common[@]}" --max-steps 6 --save-every 3 --resume "$tmp/lora3/chec
   --out "$tmp/lora3" --overwrite > /dev/null || fail "2 ranks could not resume a 1-process checkpoint"
 same "$tmp/lora3/adapter_model.safetensors" "$tmp/lora1/adapter_model.safetensors"
 
-# 3. kill one rank once training runs: every rank ends, mpirun reports the failure
+# 3. an error on one rank ends them all: rank 0 refuses a non-empty --out, rank 1 would train
+status=0
+mpi2 train "${common[@]}" --max-steps 100000 --out "$tmp/lora1" > /dev/null 2> "$tmp/refused.err" ||
+  status=$?
+[ "$status" != 0 ] && [ "$status" != 124 ] || fail "exit status $status for a refused --out under mpirun"
+grep -q '^peft: error: --out .*folder is not empty' "$tmp/refused.err" ||
+  fail "no error line: $(cat "$tmp/refused.err")"
+
+# kill one rank once training runs: every rank ends, mpirun reports the failure
 "$MPIEXEC" -np 2 "$PEFT" train "${common[@]}" --max-steps 1000000 --out "$tmp/killed" \
   > /dev/null 2> "$tmp/killed.err" &
 launcher=$!
@@ -94,4 +112,4 @@ for pid in $ranks; do  # gone, or a zombie left for an init that does not reap (
     fail "rank process $pid ($state) outlived the run"
   fi
 done
-echo "mpi: 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, resume across N, killed rank stops the run"
+echo "mpi: 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
