@@ -234,6 +234,7 @@ int run_train(const TrainArgs& a) {
   out["truncated_records"] = train_data.truncated();
   out["ranks"] = result.ranks;
   out["allreduce_share"] = result.seconds > 0 ? result.allreduce_seconds / result.seconds : 0.0;
+  out["rank_wait_share"] = result.seconds > 0 ? result.wait_seconds / result.seconds : 0.0;
   out["task"] = task;
   if (eval_data) {  // the objective's own metrics of the final model (accuracy on masked tokens
                     // or on records)

@@ -250,7 +250,10 @@ TrainResult Trainer::train() {
       }
     }
     if (ranks > 1) {  // one all-reduce over the single gradient buffer, one for the loss
+      const auto wait_start = Clock::now();
+      dist::barrier();  // one message: separates waiting for the slowest rank from the transfer
       const auto reduce_start = Clock::now();
+      result.wait_seconds += std::chrono::duration<double>(reduce_start - wait_start).count();
       if (options_.allreduce_bf16)
         dist::allreduce_sum_bf16(params_.grads().data<float>(), params_.size());
       else

@@ -56,7 +56,9 @@ struct TrainResult {
   double tokens_per_s = 0;
   double seconds = 0;
   int ranks = 1;
-  double allreduce_seconds = 0;  // spent in the per-step gradient and loss all-reduces
+  // Several ranks: time waiting at the step's end for the slowest rank (a barrier), then in the
+  // gradient and loss all-reduces themselves.
+  double wait_seconds = 0, allreduce_seconds = 0;
 };
 
 class Trainer {
