@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 
@@ -142,8 +143,10 @@ int main(int argc, char** argv) {
   };
   try {
     peft::dist::init();
-    // Several ranks on one machine share its cores unless --threads says otherwise.
-    if (threads == 0 && peft::dist::local_size() > 1)
+    // Several ranks on one machine share its cores unless --threads or OMP_NUM_THREADS says
+    // otherwise.
+    const char* omp_threads = std::getenv("OMP_NUM_THREADS");
+    if (threads == 0 && (!omp_threads || !*omp_threads) && peft::dist::local_size() > 1)
       threads = std::max(1, peft::num_cores() / peft::dist::local_size());
     peft::set_num_threads(threads);
     for (auto& [sub, run] : runners)
