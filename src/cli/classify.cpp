@@ -6,6 +6,7 @@
 // pattern in order. Without --pattern, a sequence-classification adapter (`peft train --task
 // seq-cls`: adapter_config.json with task_type SEQ_CLS and id2label) scores the records with its
 // head (objectives/seq_cls.cpp).
+#include <cmath>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -22,7 +23,8 @@ namespace peft::cli {
 namespace {
 
 struct ClassifyArgs {
-  std::string model, data, verbalizer, base_dtype;
+  std::string model, data, verbalizer, base_dtype, distill_out;
+  double temperature = 2;
   std::vector<std::string> adapters, patterns;
   std::vector<double> weights;
   int64_t max_len = 512;
@@ -96,6 +98,30 @@ EvalMetrics classify_seq_cls(const ClassifyArgs& a, LoadedModel& loaded) {
   return head->evaluate(data, methods ? methods->hooks() : nullptr);
 }
 
+// Distillation data (PET / iPET): every record of --data with the ensemble's distribution at
+// temperature T, q = softmax(s / T), as "soft_labels" (objectives/classification.h trains on it).
+void write_distillation(const ClassifyArgs& a, const EvalMetrics& m) {
+  const std::vector<ClassRecord> records = read_class_records(a.data);
+  PEFT_CHECK(records.size() == m.scores.size(), "distillation: {} records, {} scores",
+             records.size(), m.scores.size());
+  std::string text;
+  for (size_t r = 0; r < records.size(); ++r) {
+    const std::vector<double>& s = m.scores[r];
+    const double top = *std::max_element(s.begin(), s.end()) / a.temperature;
+    double z = 0;
+    for (double v : s) z += std::exp(v / a.temperature - top);
+    nlohmann::ordered_json out;
+    out["text"] = records[r].text;
+    if (!records[r].text_b.empty()) out["text_b"] = records[r].text_b;
+    nlohmann::ordered_json soft;
+    for (size_t k = 0; k < s.size(); ++k)
+      soft[m.labels[k]] = std::exp(s[k] / a.temperature - top) / z;
+    out["soft_labels"] = soft;
+    text += out.dump() + "\n";
+  }
+  write_file_atomic(a.distill_out, text);
+}
+
 int run_classify(const ClassifyArgs& a) {
   const size_t n = a.patterns.size();
   if (n > 0 && a.verbalizer.empty()) fail("--pattern needs --verbalizer");
@@ -137,6 +163,7 @@ int run_classify(const ClassifyArgs& a) {
 
 int report(const ClassifyArgs& a, const EvalMetrics& m, const std::vector<EvalMetrics>& members) {
   const size_t n = std::max<size_t>(1, members.size());
+  if (!a.distill_out.empty()) write_distillation(a, m);
   const bool labelled = m.count > 0;
   if (labelled) {
     std::fprintf(stderr, "%zu records, %lld labelled%s: accuracy %.4f  macro-F1 %.4f  loss %.6f\n",
@@ -212,6 +239,14 @@ Runner setup_classify(CLI::App& app) {
       ->delimiter(',')
       ->type_name("W,W,...")
       ->group("PET");
+  app.add_option("--distill-out", a->distill_out,
+                 "write --data with the ensemble's soft labels at --temperature (JSONL), to "
+                 "distil into one model: peft train --task seq-cls|pet --data FILE")
+      ->type_name("FILE")
+      ->group("Output");
+  app.add_option("--temperature", a->temperature, "distillation temperature (PET: 2)")
+      ->check(number_in({.lo = 0, .hi = {}, .lo_open = true}))
+      ->group("Output");
   app.add_option("--max-len", a->max_len, "truncate {text} / {text_b} to fit this many tokens")
       ->check(at_least(2))
       ->group("Data");

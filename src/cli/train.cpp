@@ -292,6 +292,18 @@ Runner setup_train(CLI::App& app) {
       ->delimiter(',')
       ->type_name("A,B,...")
       ->group(data);
+  app.add_option("--pet-mlm-weight", a->objective.pet_mlm_weight,
+                 "pet: PET's α, loss = (1 - α)·CE + α·MLM on --unlabeled-data (PET uses 1e-4)")
+      ->check(number_in({.lo = 0, .hi = 1}))
+      ->group(data);
+  app.add_option("--unlabeled-data", a->objective.unlabeled_data,
+                 "pet: unlabeled records for the auxiliary MLM loss (texts, or input_ids/labels)")
+      ->type_name("FILE")
+      ->group(data);
+  app.add_option("--distill-temperature", a->objective.distill_temperature,
+                 "records with soft_labels (peft classify --distill-out): KL at this temperature")
+      ->check(number_in({.lo = 0, .hi = {}, .lo_open = true}))
+      ->group(data);
   app.add_option("--mlm-probability", a->objective.mask_probability,
                  "mlm: share of tokens selected for masking")
       ->check(number_in({.lo = 0, .hi = 1, .lo_open = true}))

@@ -46,7 +46,10 @@ class SeqClsObjective final : public ClassificationObjective {
     if (labels_.empty()) {
       std::set<std::string> seen;
       for (const ClassRecord& r : read_class_records(path))
-        if (!r.label.empty()) seen.insert(r.label);
+        if (!r.label.empty())
+          seen.insert(r.label);
+        else
+          for (const auto& soft : r.soft_labels) seen.insert(soft.first);
       labels_.assign(seen.begin(), seen.end());
       if (labels_.size() < 2)
         fail("{}: --task seq-cls needs at least two distinct labels, found {}", path,
