@@ -136,6 +136,94 @@ def make_models(tmp):
     return out
 
 
+def train_losses(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line)["loss"] for line in f]
+
+
+def aux_and_distillation(report, tmp, d, data, tok, targets):
+    """PET's auxiliary MLM loss, (1 - a)·CE + a·MLM, over 3 full-batch steps, and distillation:
+    classify --distill-out writes softmax(ensemble scores / 2); a student trained on it follows
+    T²·KL(q ‖ softmax(s / T)) (PET's distillation_loss) over 3 steps."""
+    verb = json.dumps(VERBALIZER)
+    alpha, steps = 0.3, 3
+    # Unlabeled records, pre-tokenised with their masks: every third token of the text masked.
+    unl, rows = os.path.join(tmp, "unlabeled.jsonl"), []
+    for i, r in enumerate(RECORDS):
+        ids = tok(r["text"])["input_ids"]
+        inp, lab = list(ids), [-100] * len(ids)
+        for t in range(1 + i % 3, len(ids) - 1, 3):
+            lab[t], inp[t] = ids[t], tok.mask_token_id
+        rows.append({"input_ids": inp, "labels": lab})
+    write_jsonl(unl, rows)
+    out = os.path.join(tmp, "aux")
+    model_ref.peft_cmd("train", "--model", d, "--data", data, "--task", "pet", "--pattern",
+                       PATTERNS[0], "--verbalizer", verb, "--method", "full", "--out", out,
+                       "--max-steps", steps, "--batch-size", len(RECORDS), "--lr", 1e-3,
+                       "--scheduler", "constant", "--clip-grad", 0, "--no-shuffle",
+                       "--pet-mlm-weight", alpha, "--unlabeled-data", unl, "--json")
+    T = max(len(r["input_ids"]) for r in rows)
+    u_ids = torch.tensor([r["input_ids"] + [0] * (T - len(r["input_ids"])) for r in rows])
+    u_lab = torch.tensor([r["labels"] + [-100] * (T - len(r["labels"])) for r in rows])
+    u_mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (T - len(r["input_ids"]))
+                           for r in rows])
+    m = BertForMaskedLM.from_pretrained(d).float().train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.0, eps=1e-8)
+    refs = []
+    for _ in range(steps):
+        opt.zero_grad()
+        ce = torch.nn.functional.cross_entropy(class_scores(m, tok, PATTERNS[0], RECORDS, True),
+                                               targets)
+        mlm = m(input_ids=u_ids, attention_mask=u_mask, labels=u_lab).loss
+        loss = (1 - alpha) * ce + alpha * mlm
+        loss.backward()
+        opt.step()
+        refs.append(float(loss))
+    ours = train_losses(out)
+    worst = max(abs(a - b) / abs(b) for a, b in zip(ours, refs)) if len(ours) == steps else 1e9
+    report.check("bert PET + auxiliary MLM (alpha 0.3), 3 steps", worst, LOSS_REL,
+                 "loss rel error")
+
+    # Distillation: the ensemble's temperature-2 distribution, then a student trained on it.
+    soft = os.path.join(tmp, "soft.jsonl")
+    unlabeled_text = os.path.join(tmp, "unlabeled-text.jsonl")
+    write_jsonl(unlabeled_text, [{"text": r["text"]} for r in RECORDS])
+    model_ref.peft_cmd("classify", "--model", d, "--data", unlabeled_text, "--pattern",
+                       PATTERNS[0], "--pattern", PATTERNS[1], "--verbalizer", verb,
+                       "--distill-out", soft)
+    base = BertForMaskedLM.from_pretrained(d).float().eval()
+    with torch.no_grad():
+        ens = (class_scores(base, tok, PATTERNS[0], RECORDS, True) +
+               class_scores(base, tok, PATTERNS[1], RECORDS, True)) / 2
+    q_ref = torch.softmax(ens.double() / 2, -1)
+    with open(soft) as f:
+        got = [json.loads(line)["soft_labels"] for line in f]
+    q = torch.tensor([[g["negative"], g["positive"]] for g in got], dtype=torch.float64)
+    report.check("bert distill-out = softmax(ensemble scores / 2)",
+                 float((q - q_ref).abs().max()), PROB_ABS, "prob abs diff")
+    out = os.path.join(tmp, "student")
+    model_ref.peft_cmd("train", "--model", d, "--data", soft, "--task", "pet", "--pattern",
+                       PATTERNS[0], "--verbalizer", verb, "--method", "full", "--out", out,
+                       "--max-steps", steps, "--batch-size", len(RECORDS), "--lr", 1e-3,
+                       "--scheduler", "constant", "--clip-grad", 0, "--no-shuffle", "--json")
+    m = BertForMaskedLM.from_pretrained(d).float().train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.0, eps=1e-8)
+    qf = q.float()
+    refs = []
+    for _ in range(steps):
+        opt.zero_grad()
+        s = class_scores(m, tok, PATTERNS[0], RECORDS, True)
+        kl = torch.nn.functional.kl_div(torch.log_softmax(s / 2, -1), qf, reduction="sum")
+        loss = kl * 4 / s.shape[0]
+        loss.backward()
+        opt.step()
+        refs.append(float(loss))
+    ours = train_losses(out)
+    worst = max(abs(a - b) / abs(b) for a, b in zip(ours, refs)) if len(ours) == steps else 1e9
+    report.check("bert distilled student, KL at T = 2, 3 steps", worst, LOSS_REL,
+                 "loss rel error")
+
+
 def main():
     report = model_ref.Report()
     verb = json.dumps(VERBALIZER)
@@ -191,6 +279,9 @@ def main():
             if len(ours) != 5:
                 worst = float("inf")
             report.check(f"{name} 5-step PET trajectory", worst, LOSS_REL, "loss rel error")
+
+            if bert:
+                aux_and_distillation(report, tmp, d, data, tok, targets)
 
             # A verbalizer word of several tokens is an error that shows its tokenisation.
             r = subprocess.run([model_ref.peft_binary(), "classify", "--model", d, "--data", data,
