@@ -2,8 +2,10 @@
 """PET (`peft classify`, `peft train --task pet`) against an independent PyTorch implementation
 on tiny random BERT (BertForMaskedLM) and Qwen2 (Qwen2ForCausalLM) with real tokenizers:
 class probabilities (1e-5), a 5-step full fine-tune trajectory (1e-4 rel per step), pattern
-ensembles = mean of member class scores, the multi-token verbalizer error, and seq-cls logits of a
-BERT head against BertForSequenceClassification (through the evaluation loss).
+ensembles = mean of member class scores, the multi-token verbalizer error, PET's auxiliary MLM
+loss and ensemble distillation (soft targets, KL at T = 2), and seq-cls logits through
+`peft classify --adapter` against BertForSequenceClassification and
+Qwen2ForSequenceClassification (last token), 1e-5.
 
 The reference reads the PET contract (FORMATS.md) on its own: each pattern piece tokenised alone
 by the HF tokenizer; BERT: [CLS] pieces [MASK] pieces [SEP], scores at [MASK]; decoders: the
@@ -23,7 +25,8 @@ model_ref.ensure_env()
 
 import torch  # noqa: E402
 from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM,  # noqa: E402
-                          BertForSequenceClassification, Qwen2Config, Qwen2ForCausalLM)
+                          BertForSequenceClassification, Qwen2Config, Qwen2ForCausalLM,
+                          Qwen2ForSequenceClassification)
 
 TOK = os.path.join(model_ref.ROOT, "tests", "assets", "tokenizers")
 PROB_ABS = 1e-5
@@ -314,7 +317,8 @@ def main():
         os.makedirs(ad)
         with open(os.path.join(ad, "adapter_config.json"), "w") as f:
             json.dump({"peft_type": "LORA", "r": 2, "lora_alpha": 2,
-                       "target_modules": ["query"], "modules_to_save": ["classifier"]}, f)
+                       "target_modules": ["query"], "modules_to_save": ["classifier"],
+                       "task_type": "SEQ_CLS", "id2label": {"0": "negative", "1": "positive"}}, f)
         tensors = {"base_model.model.classifier.weight": cls.classifier.weight.detach().clone(),
                    "base_model.model.classifier.bias": cls.classifier.bias.detach().clone()}
         for i in range(2):
@@ -333,6 +337,42 @@ def main():
             1e-30, "--labels", "negative,positive", "--json").splitlines()[-1])
         report.check("bert seq-cls eval loss vs BertForSequenceClassification",
                      abs(got["eval_loss"] - ref) / ref, 1e-5, "loss rel error")
+        with torch.no_grad():
+            ref_logits = cls(**enc).logits.double()
+        got = json.loads(model_ref.peft_cmd("classify", "--model", d, "--adapter", ad, "--data",
+                                            data, "--json").splitlines()[-1])
+        ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
+        report.check("bert seq-cls logits (classify --adapter) vs BertForSequenceClassification",
+                     float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
+
+        # Qwen2: score on the last token, against Qwen2ForSequenceClassification.
+        d = os.path.join(tmp, "qwen2")
+        torch.manual_seed(6)
+        qcls = Qwen2ForSequenceClassification.from_pretrained(d, num_labels=2).float().eval()
+        with torch.no_grad():
+            qcls.score.weight.normal_(0, 0.5)
+        ad = os.path.join(tmp, "qwen-cls-adapter")
+        os.makedirs(ad)
+        with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+            json.dump({"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
+                       "modules_to_save": ["score"], "task_type": "SEQ_CLS",
+                       "id2label": {"0": "negative", "1": "positive"}}, f)
+        tensors = {"base_model.model.score.weight": qcls.score.weight.detach().clone()}
+        for i in range(2):
+            k = f"base_model.model.model.layers.{i}.self_attn.q_proj"
+            tensors[k + ".lora_A.weight"] = torch.zeros(2, 32)
+            tensors[k + ".lora_B.weight"] = torch.zeros(32, 2)
+        save_file(tensors, os.path.join(ad, "adapter_model.safetensors"),
+                  metadata={"format": "pt"})
+        qtok = AutoTokenizer.from_pretrained(d)
+        with torch.no_grad():  # one record at a time: the last token is the last non-pad token
+            ref_logits = torch.cat([qcls(**qtok(r["text"], return_tensors="pt")).logits
+                                    for r in RECORDS]).double()
+        got = json.loads(model_ref.peft_cmd("classify", "--model", d, "--adapter", ad, "--data",
+                                            data, "--json").splitlines()[-1])
+        ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
+        report.check("qwen2 seq-cls logits (last token) vs Qwen2ForSequenceClassification",
+                     float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
     report.finish()
 
 
