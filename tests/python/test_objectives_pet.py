@@ -345,6 +345,18 @@ def main():
         report.check("bert seq-cls logits (classify --adapter) vs BertForSequenceClassification",
                      float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
 
+        # --method full --task seq-cls writes a folder transformers' class loads, head included.
+        full = os.path.join(tmp, "cls-full")
+        model_ref.peft_cmd("train", "--model", d, "--data", data, "--task", "seq-cls", "--method",
+                           "full", "--out", full, "--max-steps", 1, "--labels",
+                           "negative,positive")
+        loaded, info = BertForSequenceClassification.from_pretrained(full,
+                                                                     output_loading_info=True)
+        ok = (not info["missing_keys"] and loaded.config.num_labels == 2 and
+              loaded.config.id2label == {0: "negative", 1: "positive"})
+        report.check("bert full seq-cls folder loads in BertForSequenceClassification",
+                     0 if ok else 1, 0, "missing head or labels")
+
         # Qwen2: score on the last token, against Qwen2ForSequenceClassification.
         d = os.path.join(tmp, "qwen2")
         torch.manual_seed(6)
