@@ -70,6 +70,29 @@ TEST_F(ToyTask, PetAndSeqClsReachNinetyPercentFromFortyExamples) {
     ASSERT_EQ(r.status, 0) << r.err;
     const auto j = nlohmann::json::parse(last_line(r.out));
     EXPECT_GE(j["eval_accuracy"].get<double>(), 0.9) << task << ": " << r.out;
+    if (task != "pet") continue;
+    // peft eval with the pattern scores the same records as the trainer's evaluation and as
+    // peft classify: the same accuracy, plus macro-F1.
+    const std::string pet = std::string(" --pattern ") + kPattern + " --verbalizer " + kVerbalizer;
+    const auto e = run_peft("eval --model " + dir_ + "/bert --adapter " + out + pet + " --data " +
+                            dir_ + "/test.jsonl --json");
+    ASSERT_EQ(e.status, 0) << e.err;
+    const auto ej = nlohmann::json::parse(last_line(e.out));
+    EXPECT_DOUBLE_EQ(ej["accuracy"].get<double>(), j["eval_accuracy"].get<double>()) << e.out;
+    EXPECT_NEAR(ej["loss"].get<double>(), j["eval_loss"].get<double>(), 1e-6) << e.out;
+    EXPECT_EQ(ej["tokens"].get<int64_t>(), 100);
+    EXPECT_GT(ej["macro_f1"].get<double>(), 0.85) << e.out;
+    const auto c = run_peft("classify --model " + dir_ + "/bert --adapter " + out + pet +
+                            " --data " + dir_ + "/test.jsonl --json");
+    ASSERT_EQ(c.status, 0) << c.err;
+    const auto cj = nlohmann::json::parse(last_line(c.out));
+    EXPECT_DOUBLE_EQ(cj["accuracy"].get<double>(), ej["accuracy"].get<double>());
+    EXPECT_DOUBLE_EQ(cj["macro_f1"].get<double>(), ej["macro_f1"].get<double>());
+    // The pattern without its verbalizer is refused.
+    const auto bad = run_peft("eval --model " + dir_ + "/bert --pattern " + kPattern + " --data " +
+                              dir_ + "/test.jsonl");
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.err.find("--pattern needs --verbalizer"), std::string::npos) << bad.err;
   }
 }
 
