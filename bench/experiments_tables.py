@@ -68,6 +68,7 @@ def pet(d):
 
 
 METHODS = ["full", "lora", "prompt", "ptuning", "prefix", "ptuning-v2", "houlsby", "pfeiffer"]
+DEEP = ["prompt", "ptuning-v2", "prompt-lr0.1", "ptuning-v2-lr0.1"]
 SWEEP = ["lora-r1", "lora-r2", "lora-r4", "lora-r8", "lora-r16", "lora-r32"]
 
 
@@ -90,10 +91,16 @@ def methods(d):
                        ("sentiment", "bert-tiny-mlm, seq-cls on Amazon sentences (eval: accuracy %)")):
         if not glob.glob(os.path.join(d, f"{task}-*.json")):
             continue
-        for title, names in (("methods", METHODS), ("LoRA rank sweep (alpha = 2r)", SWEEP)):
+        for title, names in (("methods", METHODS),
+                             ("deep vs input-only prompts (10 virtual tokens)", DEEP),
+                             ("LoRA rank sweep (alpha = 2r)", SWEEP)):
             print(f"**{what} — {title}**\n")
             print("| method | trainable params | tokens/s | final train loss | eval loss | eval acc |")
             print("| --- | --- | --- | --- | --- | --- |")
+            b = load(os.path.join(d, f"{task}-base.json"))
+            if b and title == "methods":
+                print(f"| (base model, no training) | 0 | — | — | {b['loss']:.4f} | "
+                      f"{100 * b['token_accuracy']:.1f} |")
             for m in names:
                 print(row(d, task, m))
             print()

@@ -3,10 +3,10 @@
 #   stories: data/models/stories260K on data/stories (the Pip-the-dragon style, causal LM,
 #            3 epochs, batch 8), eval loss / token accuracy on data/stories/eval.jsonl;
 #   sentiment: data/models/bert-tiny-mlm, --task seq-cls on the 800 Amazon sentences outside the
-#            held-out split (bench/make_fewshot_splits.py writes them), 2 epochs, batch 16,
+#            held-out split, 1 epoch, batch 16 (50 steps),
 #            eval loss / accuracy on data/sentiment/test-200.jsonl;
 # then a LoRA rank sweep (r 1..32, alpha 2r) on both. Same seed everywhere; --threads 1.
-# Usage: bench/methods.sh [OUT_DIR]   (PEFT=…; TASKS="stories sentiment"; finished runs are
+# Usage: bench/methods.sh [OUT_DIR]   (PEFT=…; TASKS="stories sentiment"; ORDER="lora …"; finished runs are
 #        skipped, so the script resumes; the tables go to stdout)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,8 +35,12 @@ declare -A M=(
   [houlsby]="--method adapter --adapter-kind houlsby --lr 5e-3"
   [pfeiffer]="--method adapter --adapter-kind pfeiffer --lr 5e-3"
 )
+# deep (every layer's keys/values) vs input-only prompts at a learning rate that can move PEFT's
+# N(0, 1)-initialised prefix (see docs/EXPERIMENTS.md)
+M[prompt-lr0.1]="--method prompt --num-virtual-tokens 10 --lr 1e-1"
+M[ptuning-v2-lr0.1]="--method ptuning-v2 --num-virtual-tokens 10 --lr 1e-1"
 for r in 1 2 4 8 16 32; do M[lora-r$r]="--method lora --target-modules all-linear --r $r --lora-alpha $((2 * r)) --lr 1e-2"; done
-ORDER="full lora prompt ptuning prefix ptuning-v2 houlsby pfeiffer lora-r1 lora-r2 lora-r4 lora-r8 lora-r16 lora-r32"
+ORDER=${ORDER:-"full lora prompt ptuning prefix ptuning-v2 houlsby pfeiffer prompt-lr0.1 ptuning-v2-lr0.1 lora-r1 lora-r2 lora-r4 lora-r8 lora-r16 lora-r32"}
 uptime > "$OUT/uptime-start.txt"
 for task in $TASKS; do
   case $task in
@@ -44,8 +48,12 @@ for task in $TASKS; do
                    --eval-data "$ROOT/data/stories/eval.jsonl" --epochs 3 --batch-size 8) ;;
     sentiment) TASK=(--model "$ROOT/data/models/bert-tiny-mlm" --task seq-cls --labels negative,positive
                      --data "$OUT/sentiment-train.jsonl" --eval-data "$ROOT/data/sentiment/test-200.jsonl"
-                     --epochs 2 --batch-size 16 --max-len 128) ;;
+                     --epochs 1 --batch-size 16 --max-len 128) ;;
   esac
+  if [ "$task" = stories ] && [ ! -s "$OUT/stories-base.json" ]; then  # the untuned model, for reference
+    "$PEFT" eval "${T[@]}" --model "$ROOT/data/models/stories260K" --data "$ROOT/data/stories/eval.jsonl" \
+      --json 2>/dev/null | tail -1 > "$OUT/stories-base.json"
+  fi
   for m in $ORDER; do
     res=$OUT/$task-$m.json
     [ -s "$res" ] && continue
