@@ -3,6 +3,7 @@
 # Needs Debian's fortune cookie packages: apt-get install fortunes fortunes-min
 #   fortunes-bofh-excuses fortunes-debian-hints
 # Usage: scripts/train-mlm.sh [PEFT_BINARY] [WORK_DIR]   (STEPS=… to change the 200 optimizer steps)
+# Writes the model files into data/models/bert-tiny-mlm/ (replacing the shipped ones).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEFT=${1:-$ROOT/build/peft}
@@ -18,4 +19,10 @@ rm -rf "$WORK/init" "$WORK/run"
   --max-len 128 --packing --batch-size 16 --lr 2e-3 --warmup-steps 10 --scheduler linear \
   --weight-decay 0.01 --max-steps "$STEPS" --seed 0 --threads 2 --log-every 10 \
   --out "$WORK/run" --json | tee "$WORK/train-summary.txt"
-echo "trained model: $WORK/run (copy its model folder to $OUT)"
+mkdir -p "$OUT"  # the model folder; its README.md (provenance, licences) is kept
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json vocab.txt metrics.jsonl loss.svg; do
+  cp "$WORK/run/$f" "$OUT/$f"
+done
+cp "$WORK/stats.json" "$OUT/corpus-stats.json"
+tail -1 "$WORK/train-summary.txt" > "$OUT/train-summary.json"
+echo "wrote $OUT"
