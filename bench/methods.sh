@@ -3,7 +3,7 @@
 #   stories: data/models/stories260K on data/stories (the Pip-the-dragon style, causal LM,
 #            3 epochs, batch 8), eval loss / token accuracy on data/stories/eval.jsonl;
 #   sentiment: data/models/bert-tiny-mlm, --task seq-cls on the 800 Amazon sentences outside the
-#            held-out split, 1 epoch, batch 16 (50 steps),
+#            held-out split, 5 epochs, batch 16 (250 steps),
 #            eval loss / accuracy on data/sentiment/test-200.jsonl;
 # then a LoRA rank sweep (r 1..32, alpha 2r) on both. Same seed everywhere; --threads 1.
 # Usage: bench/methods.sh [OUT_DIR]   (PEFT=…; TASKS="stories sentiment"; ORDER="lora …"; finished runs are
@@ -48,7 +48,7 @@ for task in $TASKS; do
                    --eval-data "$ROOT/data/stories/eval.jsonl" --epochs 3 --batch-size 8) ;;
     sentiment) TASK=(--model "$ROOT/data/models/bert-tiny-mlm" --task seq-cls --labels negative,positive
                      --data "$OUT/sentiment-train.jsonl" --eval-data "$ROOT/data/sentiment/test-200.jsonl"
-                     --epochs 1 --batch-size 16 --max-len 128) ;;
+                     --epochs 5 --batch-size 16 --max-len 128) ;;
   esac
   if [ "$task" = stories ] && [ ! -s "$OUT/stories-base.json" ]; then  # the untuned model, for reference
     "$PEFT" eval "${T[@]}" --model "$ROOT/data/models/stories260K" --data "$ROOT/data/stories/eval.jsonl" \
