@@ -335,6 +335,7 @@ int run_train(const TrainArgs& a) {
   out["trainable_params"] = trainable;
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
+  out["memory_estimate_mb"] = memory_estimate_mb;  // the guard's estimate, for comparison
   out["truncated_records"] = train_data.truncated();
   out["ranks"] = result.ranks;
   out["allreduce_share"] = result.seconds > 0 ? result.allreduce_seconds / result.seconds : 0.0;

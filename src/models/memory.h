@@ -25,7 +25,8 @@ struct MemoryPlan {
 
 struct MemoryEstimate {
   double weights = 0, trainable = 0, activations = 0, kv_cache = 0;
-  double total() const { return weights + trainable + activations + kv_cache; }
+  double runtime = 24.0 * 1024 * 1024;  // the program, its libraries and thread stacks (measured)
+  double total() const { return weights + trainable + activations + kv_cache + runtime; }
 };
 
 MemoryEstimate estimate_memory(const HFConfig& c, const MemoryPlan& plan);
