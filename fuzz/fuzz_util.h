@@ -1,4 +1,4 @@
-// Shared by the libFuzzer targets (fuzz/README.md): a private scratch folder per process and a
+// Shared by the libFuzzer targets (docs/bad-input.md, "Fuzzing"): a private scratch folder per process and a
 // way to put the fuzzer's bytes into a file there, since the readers under test take paths.
 #pragma once
 

@@ -71,7 +71,9 @@ MemoryEstimate estimate_memory(const HFConfig& c, const MemoryPlan& plan) {
     // outputs, q / k / v, attention output, residuals) and four intermediate-sized ones (gate, up,
     // activation, product), f32; plus the chunked cross-entropy's working set.
     const double tokens = double(plan.batch) * double(plan.tokens);
-    e.activations = tokens * (L * (12 * h + 4 * I) + 4 * h) * 4 + 4096.0 * double(c.vocab_size) * 4;
+    // (the cross-entropy keeps 128 rows of logits and their gradient: ops/cross_entropy.h)
+    e.activations = tokens * (L * (12 * h + 4 * I) + 4 * h) * 4 +
+                    std::min(128.0, tokens) * double(c.vocab_size) * 4 * 2;
   }
   if (plan.kv_tokens > 0)
     e.kv_cache = double(plan.kv_tokens) * L * 2 * double(c.num_key_value_heads * c.head_dim) * 4;

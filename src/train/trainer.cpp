@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/finite.h"
 #include "core/interrupt.h"
 #include "dist/comm.h"
 #include "io/files.h"
@@ -344,11 +345,18 @@ TrainResult Trainer::train() {
       fail("step {}: the loss is {}; training stopped (checkpoints written so far are intact)",
            step_number, step_loss);
     const double grad_norm = clip_grad_norm(params_.grads(), options_.clip_grad);
-    if (!std::isfinite(grad_norm))
+    if (!std::isfinite(grad_norm)) {
+      std::string where;  // the first parameter whose gradient is NaN / inf
+      for (const ParamStore::Entry& e : params_.entries())
+        if (const int64_t bad = count_non_finite(e.var->grad); bad > 0) {
+          where = fmt::format(" ({} of the gradient of {} are NaN or inf)", bad, e.name);
+          break;
+        }
       fail(
-          "step {}: the gradient norm is {}; training stopped (checkpoints written so far are "
+          "step {}: the gradient norm is {}{}; training stopped (checkpoints written so far are "
           "intact)",
-          step_number, grad_norm);
+          step_number, grad_norm, where);
+    }
     const float lr = learning_rate_at(options_.schedule, options_.lr, step_, options_.warmup_steps,
                                       total_steps_);
     optimizer_.step(lr);
