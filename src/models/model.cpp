@@ -2,8 +2,10 @@
 
 #include <set>
 
+#include "core/finite.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "models/memory.h"
 #include "models/registry.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
@@ -185,6 +187,16 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   HFConfig config = load_hf_config(dir);
   const ArchSpec& arch = arch_for(config.model_type, join_path(dir, "config.json"));
   SafetensorsSet set(dir);
+  // A hostile config.json (num_hidden_layers 10^9) must not make us plan billions of tensors:
+  // each layer has at least four tensors, so the files must hold that many; then the weights
+  // must fit in memory (models/memory.h).
+  const size_t stored = set.names().size();
+  if (double(config.num_hidden_layers) * 4 > double(stored))
+    fail("{}: config.json has num_hidden_layers {}, but the safetensors files hold only {} tensors",
+         dir, config.num_hidden_layers, stored);
+  MemoryPlan plan;
+  plan.weight_bytes_per_param = bytes_per_param(opts.base_dtype.value_or(stored_dtype_of(config)));
+  check_memory(estimate_memory(config, plan), "loading " + dir);
   const std::vector<TensorSpec> specs = arch.tensors(config);
   std::map<std::string, const TensorSpec*> expected;
   for (const TensorSpec& s : specs) expected[s.name] = &s;
@@ -234,11 +246,21 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   }
 
   std::map<std::string, Tensor> tensors;
+  std::vector<std::string> non_finite;  // NaN / inf weights: reported, never computed with
   for (const TensorSpec& s : specs) {
     Tensor t = set.get(stored_of.at(s.name));
+    if (const int64_t bad = count_non_finite(t); bad > 0)
+      non_finite.push_back(fmt::format(
+          "tensor \"{}\" in {} holds {} non-finite value{} (NaN or inf)", stored_of.at(s.name),
+          set.file_of(stored_of.at(s.name)), bad, bad > 1 ? "s" : ""));
+    if (!non_finite.empty()) continue;
     const DType want = target_dtype(t, opts);
     tensors[s.name] = want == t.dtype() ? t : convert_rows(t, want);
   }
+  if (non_finite.size() == 1) fail("{}: {}", dir, non_finite[0]);
+  if (non_finite.size() > 1)
+    fail("{}: {} (and {} more tensor{} with NaN or inf)", dir, non_finite[0], non_finite.size() - 1,
+         non_finite.size() > 2 ? "s" : "");
   return arch.build(std::move(config), arch, std::move(tensors));
 }
 

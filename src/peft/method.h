@@ -133,6 +133,11 @@ class MethodSet {
 
 // Helpers for methods.
 // A stored tensor checked against its declared shape, as f32 (an error names file and key).
+// Throws Error "SOURCE: tensor NAME holds N non-finite values (NaN or inf)" when a parameter of
+// `group` (the first method's: "", which excludes the stacked "mK/" groups) is NaN or infinite
+// after loading; called after every adapter or checkpoint load.
+void check_finite_parameters(const ParamStore& params, const std::string& group,
+                             const std::string& source);
 Tensor load_adapter_tensor(const SafetensorsFile& file, const std::string& key, const Shape& shape);
 // adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors, atomically.
 void write_peft_folder(const std::string& dir, const nlohmann::json& config,

@@ -2,6 +2,7 @@
 // src/peft/, a row here, its tests.
 #include <sstream>
 
+#include "core/finite.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "peft/bottleneck_adapter.h"
@@ -157,7 +158,28 @@ void MethodSet::attach_folders(const std::vector<std::string>& dirs) {
     add(info, config, join_path(dir, "adapter_config.json"), dir);
   }
   allocate();
-  for (size_t i = 0; i < dirs.size(); ++i) methods_[i]->load(dirs[i]);
+  for (size_t i = 0; i < dirs.size(); ++i) {
+    methods_[i]->load(dirs[i]);
+    check_finite_parameters(params_, i == 0 ? "" : fmt::format("m{}/", i), dirs[i]);
+  }
+}
+
+void check_finite_parameters(const ParamStore& params, const std::string& group,
+                             const std::string& source) {
+  std::string first;
+  int64_t tensors = 0;
+  for (const ParamStore::Entry& e : params.entries()) {
+    if (e.name.rfind(group, 0) != 0) continue;
+    if (!group.empty() || e.name.find('/') == std::string::npos) {
+      const int64_t bad = count_non_finite(e.var->value);
+      if (bad == 0) continue;
+      if (tensors++ == 0)
+        first = fmt::format("tensor {} holds {} non-finite value{} (NaN or inf)",
+                            e.name.substr(group.size()), bad, bad > 1 ? "s" : "");
+    }
+  }
+  if (tensors == 1) fail("{}: {}", source, first);
+  if (tensors > 1) fail("{}: {} (and {} more tensors with NaN or inf)", source, first, tensors - 1);
 }
 
 int64_t MethodSet::trainable_count() const {

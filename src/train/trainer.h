@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,11 @@ struct TrainerOptions {
   bool shard_optimizer = false;
   // With several ranks: gradients summed in bf16 (half the traffic; for full fine-tuning).
   bool allreduce_bf16 = false;
+  // What a resumed run must share with its checkpoint (flag -> value, e.g. "--lr" -> "0.005",
+  // "--data" -> a content hash): saved in trainer_state.json; resume_from refuses a difference
+  // unless accept_changes.
+  std::map<std::string, std::string> run_settings;
+  bool accept_changes = false;
 };
 
 // Sum of token NLLs of a batch divided by `normaliser`, recorded on the active tape when training.
@@ -66,10 +72,14 @@ class Trainer {
   Trainer(ParamStore& params, const BatchBuilder& train_data, const BatchBuilder* eval_data,
           LossFunction loss, SaveAdapter save_adapter, TrainerOptions options);
   // Continues from a checkpoint folder written by this trainer (parameters, AdamW moments, step,
-  // data position and RNG state).
+  // data position and RNG state). metrics.jsonl in out_dir then keeps the lines up to the
+  // checkpoint's step, so that every step appears once.
   void resume_from(const std::string& checkpoint_dir);
   // Extra state (e.g. a dropout Rng) saved with checkpoints: position getter and setter.
   void track_rng(Rng* rng) { tracked_rngs_.push_back(rng); }
+  // Runs to total_steps(). With an out_dir, the final adapter is written (save_adapter) before
+  // anything optional (loss.svg). A SIGINT / SIGTERM (core/interrupt.h) ends the current step,
+  // writes checkpoint-STEP and throws Interrupted.
   TrainResult train();
   // Token-weighted mean NLL over a whole data set, without recording (the batches split over the
   // ranks; every rank must call it).
@@ -82,6 +92,7 @@ class Trainer {
   Tensor full_moment(Tensor& shard);
   void append_metrics(const std::string& line) const;
   void write_plot() const;
+  void trim_metrics() const;
 
   ParamStore& params_;
   const BatchBuilder& train_;
@@ -96,6 +107,7 @@ class Trainer {
   // Position: `step_` optimizer steps done; the next micro-batch is batch `cursor_` of epoch
   // `epoch_`.
   int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  bool resumed_ = false;
   std::vector<std::pair<double, double>> train_curve_, eval_curve_;
 };
 
