@@ -93,9 +93,12 @@ def ours_run(peft_bin, model_dir, data, out, c, steps, threads, mode):
            "--max-steps", str(steps + 1), "--batch-size", str(c["batch"]), "--max-len", str(c["seq"]),
            "--r", "8", "--lora-alpha", "16", "--target-modules", ",".join(TARGETS),
            "--threads", str(threads), "--lr", "1e-4", "--json"]
-    if mode != "f32":
-        cmd += ["--base-dtype", mode]
+    dtype, _, wait = mode.partition("+")  # e.g. "bf16+passive": OMP_WAIT_POLICY=PASSIVE for ours too
+    if dtype != "f32":
+        cmd += ["--base-dtype", dtype]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "PEFT_GEMM", "KMP_"))}
+    if wait:
+        env["OMP_WAIT_POLICY"] = wait.upper()
     r = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     with open(os.path.join(out, "metrics.jsonl")) as f:
         rates = [json.loads(line)["tokens_per_s"] for line in f]  # cumulative since the start
@@ -110,7 +113,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--ours", default="f32,bf16", help="our modes: base dtypes (f32, bf16, q8_0, q4_0)")
+    ap.add_argument("--ours", default="f32,bf16",
+                    help="our modes: base dtypes (f32, bf16, q8_0, q4_0), '+passive' for OMP_WAIT_POLICY=PASSIVE")
     ap.add_argument("--peer", default="f32,autocast,bf16", help="peer modes: f32, autocast, bf16, ipex")
     ap.add_argument("--peer-wait", default="PASSIVE", help="OMP_WAIT_POLICY of the peer ('' leaves it unset)")
     ap.add_argument("--peft", default=os.path.join(ROOT, "build", "peft"))
