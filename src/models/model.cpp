@@ -1,5 +1,6 @@
 #include "models/model.h"
 
+#include <algorithm>
 #include <set>
 
 #include "core/finite.h"
@@ -15,21 +16,29 @@
 namespace peft {
 namespace {
 
-// dst = src converted row block by row block (never the whole tensor in f32 at once).
+// dst = src converted a block of rows at a time (never the whole tensor in f32 at once). Each
+// block of a mapped source is released once converted, so converting an f32 file to bf16 peaks
+// near the bf16 size rather than f32 + bf16 (the mapped pages would otherwise stay resident).
 Tensor convert_rows(const Tensor& src, DType dst_type) {
   Tensor out = Tensor::zeros(src.shape(), dst_type);
   const int64_t rows = src.rows(), cols = src.row_numel();
   const size_t src_row = dtype_bytes(src.dtype(), cols), dst_row = dtype_bytes(dst_type, cols);
   const char* s = static_cast<const char*>(src.raw());
   char* d = static_cast<char*>(out.raw());
-#pragma omp parallel if (rows * cols > (int64_t(1) << 16))
-  {
-    std::vector<float> buf(static_cast<size_t>(cols));
+  constexpr size_t kBlockBytes = size_t(32) << 20;
+  const int64_t block = std::max<int64_t>(1, int64_t(kBlockBytes / std::max<size_t>(src_row, 1)));
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t r1 = std::min(rows, r0 + block);
+#pragma omp parallel if ((r1 - r0) * cols > (int64_t(1) << 16))
+    {
+      std::vector<float> buf(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      convert_to_f32(src.dtype(), s + size_t(r) * src_row, buf.data(), cols);
-      convert_from_f32(dst_type, buf.data(), d + size_t(r) * dst_row, cols);
+      for (int64_t r = r0; r < r1; ++r) {
+        convert_to_f32(src.dtype(), s + size_t(r) * src_row, buf.data(), cols);
+        convert_from_f32(dst_type, buf.data(), d + size_t(r) * dst_row, cols);
+      }
     }
+    src.release_pages(size_t(r0) * src_row, size_t(r1 - r0) * src_row);
   }
   return out;
 }
