@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bottleneck adapters against AdapterHub (`adapters` 1.3.0, pinned in tests/requirements-adapters.txt,
-installed by scripts/setup-adapters-python.sh into build/.venv-adapters: it needs transformers 4.57
-and torch >= 2.2, which the Debian-based reference environment cannot hold).
+installed by scripts/setup-adapters-python.sh into a venv in the user cache, ~/.cache/peft.cpp: it
+needs transformers 4.57 and torch >= 2.2, which the Debian-based reference environment cannot hold).
 
 On tiny random BERT (post-LN), Llama (AdapterHub's native model), Qwen2 (AdapterHub's built-in
 plugin interface) and Baichuan (tests/python/baichuan_ref.py's port wrapped as a transformers
