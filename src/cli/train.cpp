@@ -237,7 +237,9 @@ int run_train(const TrainArgs& a) {
   MethodSet methods(model);
   ParamStore full_params;
   SaveAdapter save;
+  std::string written = "config.json + model.safetensors";  // what save() writes (for the note)
   if (!full) {
+    written.clear();
     method_config["base_model_name_or_path"] = a.model;
     Method& method =
         methods.add(*info, method_config, source.empty() ? "the --method flags" : source, source);
@@ -250,6 +252,7 @@ int run_train(const TrainArgs& a) {
       check_finite_parameters(methods.params(), "", source);
     }
     save = [&](const std::string& dir) { method.save(dir); };
+    for (const std::string& f : method.saved_files()) written += (written.empty() ? "" : " + ") + f;
   } else {
     objective->declare(full_params);
     model.make_trainable(full_params);
@@ -355,9 +358,7 @@ int run_train(const TrainArgs& a) {
   }
   if (human)
     std::fprintf(stderr, "wrote %s: %s, metrics.jsonl, loss.svg%s (%.1f s)\n", a.out.c_str(),
-                 full ? "config.json + model.safetensors"
-                      : "adapter_config.json + adapter_model.safetensors",
-                 a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
+                 written.c_str(), a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
   if (a.json) std::printf("%s\n", out.dump().c_str());
   return 0;
 }

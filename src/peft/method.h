@@ -39,6 +39,10 @@ class Method : public ModelHooks {
   // The adapter folder PEFT reads (adapter_config.json + adapter_model.safetensors) plus what
   // this method needs to resume training that PEFT does not keep (encoder weights).
   virtual void save(const std::string& dir) const = 0;
+  // The names of the files save() writes in its folder, in the order a message lists them.
+  virtual std::vector<std::string> saved_files() const {
+    return {"adapter_config.json", "adapter_model.safetensors"};
+  }
   // Reads the tensors of an adapter folder written by save() or by PEFT.
   virtual void load(const std::string& dir) = 0;
   // Merge (LoRA): the f32 copy w of base weight `name` gets this method's delta added. Methods
