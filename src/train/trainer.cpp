@@ -417,6 +417,16 @@ TrainResult Trainer::train() {
           fmt::format("interrupted at step {} of {}: wrote {} (continue with --resume {})", step_,
                       total_steps_, ckpt, ckpt));
     }
+    if (options_.on_step) {
+      StepReport report{step_,        total_steps_, line["epoch"].get<double>(),
+                        step_loss,    lr,           grad_norm,
+                        tokens_per_s, std::nullopt};
+      if (line.contains("eval_loss")) report.eval_loss = line["eval_loss"].get<double>();
+      if (!options_.on_step(report)) {
+        result.stopped = !last;
+        break;
+      }
+    }
   }
   check_replicas_agree(params_.values(), "end of training");
   result.steps = step_;

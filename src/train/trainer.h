@@ -22,6 +22,13 @@
 
 namespace peft {
 
+// What the trainer reports after each optimizer step (the fields of a metrics.jsonl line).
+struct StepReport {
+  int64_t step = 0, total_steps = 0;
+  double epoch = 0, loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
+  std::optional<double> eval_loss;
+};
+
 struct TrainerOptions {
   int64_t epochs = 1;
   int64_t max_steps = 0;  // > 0 overrides epochs
@@ -48,6 +55,9 @@ struct TrainerOptions {
   // unless accept_changes.
   std::map<std::string, std::string> run_settings;
   bool accept_changes = false;
+  // Called after every step (after its metrics line and checkpoint); returning false stops
+  // training there (TrainResult::stopped). With several ranks every rank must return the same.
+  std::function<bool(const StepReport&)> on_step = nullptr;
 };
 
 // Sum of token NLLs of a batch divided by `normaliser`, recorded on the active tape when training.
@@ -65,6 +75,7 @@ struct TrainResult {
   // Several ranks: time waiting at the step's end for the slowest rank (a barrier), then in the
   // gradient and loss all-reduces themselves.
   double wait_seconds = 0, allreduce_seconds = 0;
+  bool stopped = false;  // on_step returned false before the last step
 };
 
 class Trainer {
