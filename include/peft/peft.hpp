@@ -76,6 +76,20 @@ struct EvalResult {
   int64_t records = 0;
 };
 
+struct ClassifyOptions {
+  std::string pattern;     // "{text} It was {mask}." ({text}, {text_b}, one {mask})
+  std::string verbalizer;  // JSON object label -> word(s), inline or a file path
+  int64_t max_len = 512;
+};
+
+struct ClassifyResult {
+  std::vector<std::string> labels;                 // the verbalizer's, in order
+  std::vector<std::vector<double>> probabilities;  // per record, softmax over the labels
+  std::vector<std::string> predictions;            // per record, the most probable label
+  // Over the records that carry a label (none: absent).
+  std::optional<double> accuracy, macro_f1;
+};
+
 struct GenerateOptions {
   int64_t max_new_tokens = 64;
   bool greedy = true;  // false: sample with the settings below
@@ -99,9 +113,13 @@ struct GenerateResult {
 using TextCallback = std::function<bool(const std::string& piece)>;
 
 struct TrainOptions {
-  std::string data;       // training records (JSONL or a .json array; CLI.md's record types)
-  std::string eval_data;  // optional evaluation records
-  std::string out_dir;    // optional: metrics.jsonl, loss.svg, checkpoints (and the adapter)
+  // The objective: "" (causal-lm for decoders, mlm for BERT), "causal-lm", "mlm" or "pet".
+  std::string task;
+  std::string pattern;     // pet: "{text} It was {mask}."
+  std::string verbalizer;  // pet: JSON object label -> word, inline or a file path
+  std::string data;        // training records (JSONL or a .json array; CLI.md's record types)
+  std::string eval_data;   // optional evaluation records
+  std::string out_dir;     // optional: metrics.jsonl, loss.svg, checkpoints (and the adapter)
   int64_t epochs = 1, max_steps = 0;  // max_steps > 0 overrides epochs
   int64_t batch_size = 4, grad_accum = 1, max_len = 512, warmup_steps = 0;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;  // clip_grad 0: off
@@ -187,6 +205,9 @@ class PEFT_API Model {
   // Next-token logits of a token sequence, with the adapters: [ids.size() × vocab_size], row t
   // scoring the token after ids[t].
   std::vector<float> logits(const std::vector<int32_t>& ids);
+  // PET: each record's label probabilities from the masked / next-token logits of the
+  // verbalizer's words in the pattern (as `peft classify` with one pattern).
+  ClassifyResult classify(const std::string& data_file, const ClassifyOptions& options);
   GenerateResult generate(const std::string& prompt, const GenerateOptions& options = {},
                           const TextCallback& on_text = nullptr);
   // The adapters folded into the weights, written as a Hugging Face model folder (dtype "f32" or

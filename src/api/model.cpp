@@ -1,5 +1,6 @@
 // The public C++ API (include/peft/peft.hpp) over the library: every call translates the
 // library's errors (peft::Error, internal checks, allocation failures) into peft::api::Error.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -12,6 +13,8 @@
 #include "io/safetensors.h"
 #include "models/evaluate.h"
 #include "models/registry.h"
+#include "objectives/objective.h"
+#include "objectives/pet.h"
 #include "peft/gguf_export.h"
 #include "peft/method.h"
 #include "peft/peft.hpp"
@@ -203,25 +206,36 @@ TrainResult Model::train(const TrainOptions& a, const StepCallback& on_step) {
   return guarded([&] {
     if (!impl_->methods) fail("train: no adapter is attached (create_adapter or load_adapters)");
     peft::Model& model = *impl_->model;
-    const int64_t vocab = model.config().vocab_size;
-    std::vector<Example> train_examples =
-        read_training_records(a.data, impl_->tokenizer.get(), vocab);
+    const std::string task = a.task.empty() ? default_objective(model) : a.task;
+    const ObjectiveInfo* task_info = find_objective(task);
+    if (!task_info) fail("task \"{}\": expected one of {}", task, objective_names());
+    ObjectiveConfig objective_config;
+    if (!a.pattern.empty()) objective_config.patterns = {a.pattern};
+    objective_config.verbalizer = a.verbalizer;
+    objective_config.seed = a.seed;
+    objective_config.max_len = a.max_len;
+    std::unique_ptr<Objective> objective =
+        task_info->create({&model, impl_->tokenizer.get(), impl_->dir}, objective_config);
+    ParamStore probe;  // an objective with parameters of its own (seq-cls's head)
+    objective->declare(probe);
+    if (!probe.entries().empty())
+      fail("task \"{}\" trains parameters beside the adapter; use `peft train --task {}`", task,
+           task);
     BatchingOptions batching;
     batching.batch_size = a.batch_size;
     batching.max_len = a.max_len;
     batching.packing = a.packing;
     batching.shuffle = a.shuffle;
-    batching.shifted = model.is_causal_lm();
+    batching.shifted = objective->shifted();
     batching.pad_id =
         impl_->tokenizer && impl_->tokenizer->pad_id() >= 0 ? impl_->tokenizer->pad_id() : 0;
-    BatchBuilder train_data(std::move(train_examples), batching);
+    BatchBuilder train_data(objective->read(a.data, false), batching);
     std::unique_ptr<BatchBuilder> eval_data;
     if (!a.eval_data.empty()) {
       BatchingOptions eb = batching;
       eb.shuffle = false;
       eb.packing = false;
-      eval_data = std::make_unique<BatchBuilder>(
-          read_training_records(a.eval_data, impl_->tokenizer.get(), vocab), eb);
+      eval_data = std::make_unique<BatchBuilder>(objective->read(a.eval_data, true), eb);
     }
     if (!a.out_dir.empty()) std::filesystem::create_directories(a.out_dir);
     Rng dropout_rng(a.seed, 2);
@@ -233,18 +247,7 @@ TrainResult Model::train(const TrainOptions& a, const StepCallback& on_step) {
       ~TrainingOff() { m.set_training(false, nullptr); }
     } off{model};
     LossFunction loss = [&](const Batch& b, float normaliser) {
-      ModelInputs in;
-      in.input_ids = b.input_ids;
-      in.attention_mask = b.attention_mask;
-      in.token_type_ids = b.token_type_ids;
-      if (b.segment_ids.defined()) {
-        in.position_ids = b.positions;
-        in.segment_ids = b.segment_ids;
-      }
-      Var hidden = model.forward(in, hooks);
-      CrossEntropyOptions o;
-      o.normaliser = normaliser;
-      return model.loss(hidden, b.labels, o);
+      return objective->loss(b, normaliser, hooks);
     };
     TrainerOptions o;
     o.epochs = a.epochs;
@@ -309,6 +312,33 @@ std::vector<float> Model::logits(const std::vector<int32_t>& ids) {
     const int64_t V = l.dim(-1), rows = l.numel() / V, T = int64_t(ids.size());
     const float* p = l.data<float>() + (rows - T) * V;  // past any virtual tokens
     return std::vector<float>(p, p + T * V);
+  });
+}
+
+ClassifyResult Model::classify(const std::string& data_file, const ClassifyOptions& c) {
+  return guarded([&] {
+    const Tokenizer& tok = impl_->tok();
+    ObjectiveConfig config;
+    config.verbalizer = c.verbalizer;
+    config.max_len = c.max_len;
+    PetObjective pet({impl_->model.get(), &tok, impl_->dir}, config, c.pattern);
+    BatchingOptions batching;
+    batching.shuffle = false;
+    batching.max_len = c.max_len;
+    batching.shifted = false;
+    batching.pad_id = tok.pad_id() >= 0 ? tok.pad_id() : 0;
+    BatchBuilder data(pet.read(data_file, true), batching);
+    const EvalMetrics m = pet.evaluate(data, impl_->hooks());
+    ClassifyResult out;
+    out.labels = m.labels;
+    out.probabilities = m.probabilities;
+    for (const std::vector<double>& p : m.probabilities)
+      out.predictions.push_back(m.labels[size_t(std::max_element(p.begin(), p.end()) - p.begin())]);
+    if (m.count > 0) {
+      out.accuracy = m.accuracy;
+      out.macro_f1 = macro_f1(m.confusion);
+    }
+    return out;
   });
 }
 

@@ -147,6 +147,39 @@ TEST_F(Api, GgufExportWritesAnAdapterOrAModel) {
   EXPECT_THROW(m.export_gguf(out("prompt.gguf")), peft::api::Error);  // no llama.cpp form
 }
 
+TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
+  const std::string data = out("pet.jsonl");
+  {
+    std::ofstream f(data);
+    f << R"({"text": "a cow says moo", "label": "yes"})"
+      << "\n"
+      << R"({"text": "a cat is grey", "label": "no"})"
+      << "\n"
+      << R"({"text": "the dog", "label": "yes"})"
+      << "\n";
+  }
+  Model m = Model::load(model_dir());
+  peft::api::ClassifyOptions c;
+  c.pattern = "{text} It was {mask}.";
+  c.verbalizer = R"({"yes": "moo", "no": "grey"})";
+  const peft::api::ClassifyResult r = m.classify(data, c);
+  ASSERT_EQ(r.labels, (std::vector<std::string>{"yes", "no"}));
+  ASSERT_EQ(r.probabilities.size(), 3u);
+  for (const auto& p : r.probabilities) EXPECT_NEAR(p[0] + p[1], 1.0, 1e-9);
+  ASSERT_TRUE(r.accuracy.has_value());
+  m.create_adapter("lora", {{"r", "4"}});
+  peft::api::TrainOptions t;
+  t.task = "pet";
+  t.pattern = c.pattern;
+  t.verbalizer = c.verbalizer;
+  t.data = data;
+  t.max_steps = 30;
+  t.lr = 2e-2f;
+  t.shuffle = false;
+  m.train(t);
+  EXPECT_EQ(*m.classify(data, c).accuracy, 1.0);  // three records, learnt
+}
+
 int count_steps(int64_t, int64_t, double loss, double, void* user) {
   ++*static_cast<int*>(user);
   return std::isfinite(loss) ? 1 : 0;
