@@ -78,14 +78,15 @@ std::vector<std::string> seq_cls_labels(const std::string& dir) {
 }
 
 EvalMetrics classify_seq_cls(const ClassifyArgs& a, LoadedModel& loaded) {
-  if (a.adapters.size() != 1)
+  const bool folder_head = !seq_cls_folder_labels(loaded.model->config(), a.model).empty();
+  if (a.adapters.size() > 1 || (a.adapters.empty() && !folder_head))
     fail(
-        "peft classify needs --pattern and --verbalizer (PET), or exactly one --adapter trained "
-        "with --task seq-cls");
+        "peft classify needs --pattern and --verbalizer (PET), exactly one --adapter trained "
+        "with --task seq-cls, or a *ForSequenceClassification --model folder");
   if (!a.verbalizer.empty() || !a.weights.empty())
     fail("--verbalizer / --pattern-weights need --pattern");
   ObjectiveConfig config;
-  config.labels = seq_cls_labels(a.adapters[0]);
+  if (!a.adapters.empty()) config.labels = seq_cls_labels(a.adapters[0]);
   config.max_len = a.max_len;
   std::unique_ptr<MethodSet> methods = attach_adapter_folders(*loaded.model, a.adapters);
   std::unique_ptr<Objective> head =
@@ -93,7 +94,12 @@ EvalMetrics classify_seq_cls(const ClassifyArgs& a, LoadedModel& loaded) {
   ParamStore params;
   head->declare(params);
   params.allocate();
-  head->load(params, a.adapters[0]);
+  if (a.adapters.empty()) {
+    Rng unused(0, 0);
+    head->initialize(params, unused);  // the folder's head
+  } else {
+    head->load(params, a.adapters[0]);
+  }
   BatchBuilder data = classify_batches(*head, loaded, a);
   return head->evaluate(data, methods ? methods->hooks() : nullptr);
 }

@@ -52,7 +52,22 @@ DType target_dtype(const Tensor& t, const LoadOptions& opts) {
   return want;
 }
 
+// A transformers *ForSequenceClassification checkpoint: its head (classifier / score, BERT's
+// pooler) is the seq-cls objective's to read (objectives/seq_cls.cpp), and it has no LM head.
+bool is_head_tensor(const std::string& stored) {
+  return stored.starts_with("classifier.") || stored.starts_with("score.");
+}
+bool is_lm_head_tensor(const std::string& name) {
+  return name.starts_with("cls.predictions.") || name == "lm_head.weight";
+}
+
 }  // namespace
+
+bool is_seq_cls_config(const HFConfig& config) {
+  for (const std::string& a : config.architectures)
+    if (a.ends_with("ForSequenceClassification")) return true;
+  return false;
+}
 
 bool Model::is_causal_lm() const {
   return arch_->causal_lm;
@@ -209,11 +224,13 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   const std::vector<TensorSpec> specs = arch.tensors(config);
   std::map<std::string, const TensorSpec*> expected;
   for (const TensorSpec& s : specs) expected[s.name] = &s;
+  const bool seq_cls = is_seq_cls_config(config);
 
   // Validate everything before converting anything.
   std::map<std::string, std::string> stored_of;  // canonical -> stored name
   std::vector<std::string> problems;
   for (const std::string& stored : set.names()) {
+    if (seq_cls && is_head_tensor(stored)) continue;
     const std::string name = arch.canonical_name(stored, config);
     if (name.empty()) continue;
     if (!expected.count(name)) {
@@ -235,6 +252,7 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   for (const TensorSpec& s : specs) {
     auto it = stored_of.find(s.name);
     if (it == stored_of.end()) {
+      if (seq_cls && is_lm_head_tensor(s.name)) continue;  // zeros below
       problems.push_back(
           fmt::format("missing tensor \"{}\" (expected shape {})", s.name, shape_str(s.shape)));
       continue;
@@ -257,6 +275,10 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   std::map<std::string, Tensor> tensors;
   std::vector<std::string> non_finite;  // NaN / inf weights: reported, never computed with
   for (const TensorSpec& s : specs) {
+    if (!stored_of.count(s.name)) {
+      tensors[s.name] = Tensor::zeros(s.shape, DType::F32);  // a seq-cls folder's absent LM head
+      continue;
+    }
     Tensor t = set.get(stored_of.at(s.name));
     if (const int64_t bad = count_non_finite(t); bad > 0)
       non_finite.push_back(fmt::format(

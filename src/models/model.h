@@ -145,7 +145,13 @@ class Model {
 // Loads DIR (config.json + safetensors) after validating every tensor name and shape against the
 // architecture's table: a missing, unexpected or wrong-shaped tensor is one Error naming it with
 // the expected and found shape, before anything is converted.
+// A folder whose config.json names a *ForSequenceClassification architecture loads too: its head
+// tensors (classifier.*, score.*; BERT's pooler) are left to the seq-cls objective, which reads
+// them from the folder, and the LM head such a checkpoint lacks is zeros (unused by seq-cls).
 std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opts = {});
+
+// Whether config.json's architectures name a transformers *ForSequenceClassification class.
+bool is_seq_cls_config(const HFConfig& config);
 
 // Gathers rows of x [N, C] (any leading shape flattened) at `rows`: [rows.size(), C], with the
 // gradient scattered back.

@@ -3,7 +3,9 @@
 //   BERT:      pooled = tanh(W_p·h[CLS] + b_p)  (the checkpoint's pooler; trainable when absent)
 //              s = W_c·pooled + b_c             ("classifier", N(0, 0.02) weights, zero bias)
 //   decoders:  s = W_s·h[last non-pad token]    ("score", no bias)
-// Classes: --labels in that order, else the sorted labels of the training data.
+// Classes: --labels in that order, else the sorted labels of the training data. A model folder
+// of a *ForSequenceClassification class (transformers' or --method full's) brings its head and
+// classes (id2label): training continues from that head and classify scores with it.
 #include <algorithm>
 #include <set>
 
@@ -11,6 +13,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
+#include "models/model.h"
 #include "models/registry.h"
 #include "objectives/batches.h"
 #include "objectives/classification.h"
@@ -28,6 +31,16 @@ class SeqClsObjective final : public ClassificationObjective {
     if (!ctx_.tokenizer) fail("--task seq-cls needs the model folder's tokenizer");
     labels_ = cfg_.labels;
     head_ = bert_ ? "classifier" : "score";
+    const std::vector<std::string> folder_labels =
+        seq_cls_folder_labels(ctx_.model->config(), ctx_.model_dir);
+    if (!folder_labels.empty()) {
+      folder_head_ = true;
+      if (labels_.empty())
+        labels_ = folder_labels;
+      else if (labels_ != folder_labels)
+        fail("{}: the folder's head classifies {} classes (id2label); --labels gives {}",
+             ctx_.model_dir, folder_labels.size(), labels_.size());
+    }
     if (bert_) {
       // The pooler, which the masked-LM model does not use, from the checkpoint when it has one.
       SafetensorsSet set(ctx_.model_dir);
@@ -71,6 +84,20 @@ class SeqClsObjective final : public ClassificationObjective {
   }
 
   void initialize(const ParamStore& params, Rng& rng) override {
+    if (folder_head_) {  // the model folder's own head
+      SafetensorsSet set(ctx_.model_dir);
+      for (const ParamStore::Entry& e : params.entries()) {
+        if (!e.name.starts_with(head_ + ".")) continue;
+        if (!set.contains(e.name)) fail("{}: no \"{}\" (the seq-cls head)", ctx_.model_dir, e.name);
+        const Tensor t = set.get(e.name).to(DType::F32);
+        if (t.shape() != e.shape)
+          fail("{}: \"{}\" has shape {}, expected {} ({} classes)", ctx_.model_dir, e.name,
+               shape_str(t.shape()), shape_str(e.shape), labels_.size());
+        std::copy_n(t.data<float>(), e.numel, e.var->value.data<float>());
+      }
+      bind(params);
+      return;
+    }
     const auto& raw = ctx_.model->config().raw;
     const float std = raw.contains("initializer_range") && raw["initializer_range"].is_number()
                           ? raw["initializer_range"].get<float>()
@@ -134,7 +161,8 @@ class SeqClsObjective final : public ClassificationObjective {
                                  !config["architectures"].empty()
                              ? config["architectures"][0].get<std::string>()
                              : std::string();
-      for (const char* suffix : {"ForMaskedLM", "ForCausalLM", "Model"})
+      for (const char* suffix :
+           {"ForSequenceClassification", "ForMaskedLM", "ForCausalLM", "Model"})
         if (arch.ends_with(suffix)) {
           arch = arch.substr(0, arch.size() - std::string(suffix).size());
           break;
@@ -298,12 +326,34 @@ class SeqClsObjective final : public ClassificationObjective {
     return bert_ ? std::vector<int32_t>(size_t(b.batch), 0) : last_tokens(b);
   }
 
-  bool bert_, pooler_trainable_ = false;
+  bool bert_, pooler_trainable_ = false, folder_head_ = false;
   std::string head_;
   Var pooler_w_, pooler_b_, weight_, bias_;
 };
 
 }  // namespace
+
+std::vector<std::string> seq_cls_folder_labels(const HFConfig& config, const std::string& dir) {
+  if (!is_seq_cls_config(config)) return {};
+  const nlohmann::json& raw = config.raw;
+  int64_t n = raw.contains("num_labels") && raw["num_labels"].is_number_integer()
+                  ? raw["num_labels"].get<int64_t>()
+                  : 0;
+  const bool named = raw.contains("id2label") && raw["id2label"].is_object();
+  if (named) n = int64_t(raw["id2label"].size());
+  if (n < 1) fail("{}: config.json names a *ForSequenceClassification class without id2label", dir);
+  std::vector<std::string> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string key = std::to_string(i);
+    if (!named)
+      labels[size_t(i)] = "LABEL_" + key;
+    else if (!raw["id2label"].contains(key) || !raw["id2label"][key].is_string())
+      fail("{}: config.json id2label has no string for class {}", dir, key);
+    else
+      labels[size_t(i)] = raw["id2label"][key].get<std::string>();
+  }
+  return labels;
+}
 
 std::unique_ptr<Objective> make_seq_cls_objective(const ObjectiveContext& ctx,
                                                   const ObjectiveConfig& cfg) {

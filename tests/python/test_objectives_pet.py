@@ -58,6 +58,19 @@ def pieces(pattern):
     return out
 
 
+def seq_cls_folder(model, tokenizer_dir, tmp):
+    """model (a *ForSequenceClassification) saved by save_pretrained with id2label, beside the
+    tokenizer files of tokenizer_dir."""
+    out = os.path.join(tmp, type(model).__name__)
+    model.config.id2label = {0: "negative", 1: "positive"}
+    model.config.label2id = {"negative": 0, "positive": 1}
+    model.save_pretrained(out, safe_serialization=True)
+    for f in os.listdir(tokenizer_dir):
+        if f not in ("config.json", "model.safetensors", "generation_config.json"):
+            shutil.copy(os.path.join(tokenizer_dir, f), out)
+    return out
+
+
 def reference_inputs(tok, pattern, text, bert):
     ps = pieces(pattern)
     ids, prefix = ([tok.cls_token_id] if bert else []), ""
@@ -344,6 +357,17 @@ def main():
         ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
         report.check("bert seq-cls logits (classify --adapter) vs BertForSequenceClassification",
                      float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
+        # The BertForSequenceClassification folder itself (save_pretrained, no MLM head).
+        got = json.loads(model_ref.peft_cmd("classify", "--model", seq_cls_folder(cls, d, tmp),
+                                            "--data", data, "--json").splitlines()[-1])
+        ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
+        report.check("bert seq-cls logits (classify --model BertForSequenceClassification folder)",
+                     float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
+        ref_p = torch.softmax(ref_logits, -1)
+        ours_p = torch.tensor([[p["probs"]["negative"], p["probs"]["positive"]]
+                               for p in got["predictions"]], dtype=torch.float64)
+        report.check("bert seq-cls probabilities (classify --model seq-cls folder)",
+                     float((ours_p - ref_p).abs().max()), 1e-5, "prob abs diff")
 
         # --method full --task seq-cls writes a folder transformers' class loads, head included.
         full = os.path.join(tmp, "cls-full")
@@ -385,6 +409,11 @@ def main():
         ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
         report.check("qwen2 seq-cls logits (last token) vs Qwen2ForSequenceClassification",
                      float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
+        got = json.loads(model_ref.peft_cmd("classify", "--model", seq_cls_folder(qcls, d, tmp),
+                                            "--data", data, "--json").splitlines()[-1])
+        ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
+        report.check("qwen2 seq-cls logits (classify --model Qwen2ForSequenceClassification "
+                     "folder)", float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
     report.finish()
 
 
