@@ -96,6 +96,42 @@ TEST_F(ToyTask, PetAndSeqClsReachNinetyPercentFromFortyExamples) {
   }
 }
 
+// --method full --task seq-cls writes a *ForSequenceClassification folder; peft classify scores
+// with that folder's head alone (the accuracy the training reported), and training continues
+// from it (LoRA, lr ~0: the same evaluation), and a full run on it writes such a folder again.
+TEST_F(ToyTask, FullSeqClsFolderClassifiesAndTrainsOn) {
+  const std::string full = dir_ + "/seq-cls-full", test = dir_ + "/test.jsonl";
+  const auto r = run_peft("train " + task_flags("seq-cls") +
+                          " --method full --epochs 10 --batch-size 8 --lr 1e-3 --eval-data " +
+                          test + " --out " + full);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(last_line(r.out));
+  const auto c = run_peft("classify --model " + full + " --data " + test + " --json");
+  ASSERT_EQ(c.status, 0) << c.err;
+  const auto cj = nlohmann::json::parse(last_line(c.out));
+  EXPECT_DOUBLE_EQ(cj["accuracy"].get<double>(), j["eval_accuracy"].get<double>()) << c.out;
+  EXPECT_NEAR(cj["loss"].get<double>(), j["eval_loss"].get<double>(), 1e-6) << c.out;
+  for (const std::string method : {"lora", "full"}) {
+    const std::string out = dir_ + "/seq-cls-on-" + method;
+    const auto t = run_peft("train --model " + full + " --task seq-cls --data " + dir_ +
+                            "/train.jsonl --eval-data " + test + " --method " + method +
+                            " --max-steps 1 --lr 1e-30 --overwrite --json --out " + out);
+    ASSERT_EQ(t.status, 0) << method << ": " << t.err;
+    const auto tj = nlohmann::json::parse(last_line(t.out));
+    EXPECT_DOUBLE_EQ(tj["eval_accuracy"].get<double>(), j["eval_accuracy"].get<double>());
+    EXPECT_NEAR(tj["eval_loss"].get<double>(), j["eval_loss"].get<double>(), 1e-5) << method;
+  }
+  const auto again =
+      run_peft("classify --model " + dir_ + "/seq-cls-on-full --data " + test + " --json");
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(again.out))["accuracy"].get<double>(),
+                   j["eval_accuracy"].get<double>());
+  // An MLM folder has no head of its own: without --pattern or --adapter classify refuses it.
+  const auto plain = run_peft("classify --model " + dir_ + "/bert --data " + test);
+  EXPECT_EQ(plain.status, 1);
+  EXPECT_NE(plain.err.find("*ForSequenceClassification"), std::string::npos) << plain.err;
+}
+
 TEST_F(ToyTask, EveryMethodLowersTheLossUnderPetAndSeqCls) {
   struct Case {
     std::string task, method, lr;

@@ -4,8 +4,8 @@ on tiny random BERT (BertForMaskedLM) and Qwen2 (Qwen2ForCausalLM) with real tok
 class probabilities (1e-5), a 5-step full fine-tune trajectory (1e-4 rel per step), pattern
 ensembles = mean of member class scores, the multi-token verbalizer error, PET's auxiliary MLM
 loss and ensemble distillation (soft targets, KL at T = 2), and seq-cls logits through
-`peft classify --adapter` against BertForSequenceClassification and
-Qwen2ForSequenceClassification (last token), 1e-5.
+`peft classify --adapter` and `peft classify --model` on their save_pretrained folders against
+BertForSequenceClassification and Qwen2ForSequenceClassification (last token), 1e-5.
 
 The reference reads the PET contract (FORMATS.md) on its own: each pattern piece tokenised alone
 by the HF tokenizer; BERT: [CLS] pieces [MASK] pieces [SEP], scores at [MASK]; decoders: the
@@ -358,8 +358,9 @@ def main():
         report.check("bert seq-cls logits (classify --adapter) vs BertForSequenceClassification",
                      float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
         # The BertForSequenceClassification folder itself (save_pretrained, no MLM head).
-        got = json.loads(model_ref.peft_cmd("classify", "--model", seq_cls_folder(cls, d, tmp),
-                                            "--data", data, "--json").splitlines()[-1])
+        folder = seq_cls_folder(cls, d, tmp)
+        got = json.loads(model_ref.peft_cmd("classify", "--model", folder, "--data", data,
+                                            "--json").splitlines()[-1])
         ours = torch.tensor([p["scores"] for p in got["predictions"]], dtype=torch.float64)
         report.check("bert seq-cls logits (classify --model BertForSequenceClassification folder)",
                      float((ours - ref_logits).abs().max()), 1e-5, "logit abs diff")
@@ -368,6 +369,22 @@ def main():
                                for p in got["predictions"]], dtype=torch.float64)
         report.check("bert seq-cls probabilities (classify --model seq-cls folder)",
                      float((ours_p - ref_p).abs().max()), 1e-5, "prob abs diff")
+        # The same head tensors in a folder whose config names no seq-cls class: refused.
+        stray = os.path.join(tmp, "bert-stray")
+        shutil.copytree(folder, stray)
+        with open(os.path.join(stray, "config.json")) as f:
+            config = json.load(f)
+        config["architectures"] = ["BertForMaskedLM"]
+        with open(os.path.join(stray, "config.json"), "w") as f:
+            json.dump(config, f)
+        r = subprocess.run([model_ref.peft_binary(), "classify", "--model", stray, "--data", data],
+                           capture_output=True, text=True)
+        ok = (r.returncode == 1 and r.stderr.startswith("peft: error") and
+              'unexpected tensor "classifier.' in r.stderr)
+        if not ok:
+            print(f"unexpected: rc {r.returncode}, stderr {r.stderr.strip()}")
+        report.check("classifier.* outside a seq-cls folder is still an unexpected tensor",
+                     0 if ok else 1, 0, "missing error")
 
         # --method full --task seq-cls writes a folder transformers' class loads, head included.
         full = os.path.join(tmp, "cls-full")
