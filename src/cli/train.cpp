@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -84,24 +85,42 @@ void save_model_folder(const std::string& dir, const Model& model, const ParamSt
 int run_train(const TrainArgs& a) {
   if (a.task != "causal-lm")
     fail("--task {}: this version trains the causal-LM / masked-LM objective only", a.task);
-  // The method: --method's registry row, or with --resume / --adapter the one the folder holds.
+  // The methods: --method's registry rows (a comma list stacks them), or with --resume /
+  // --adapter the ones the folder holds (one adapter, or a stack of them).
   const std::string source = !a.resume.empty() ? a.resume : a.adapter;
   const bool full = a.method == "full";
-  // No --method: the registry's first row (LoRA), or the folder's method.
-  const MethodInfo* info =
-      full ? nullptr : find_method(a.method.empty() ? method_registry().front().name : a.method);
-  if (!full && !info) fail("--method {}: expected one of {} or full", a.method, method_names());
-  nlohmann::json method_config;
-  if (!full && !source.empty()) {
-    const MethodInfo& held = method_of_adapter(source, &method_config);
-    if (a.method_option->count() > 0 && held.peft_type != info->peft_type)
-      fail("--method {}: {} holds a {} adapter", a.method, source, held.name);
-    if (a.method_option->count() == 0) info = &held;
-  } else if (!full) {
-    method_config = method_config_from_flags(*info, given_method_flags(a));
-  } else if (!given_method_flags(a).empty()) {
-    fail("--{}: method flags do not apply to --method full", given_method_flags(a).begin()->first);
+  const std::map<std::string, std::string> given = given_method_flags(a);
+  if (full && !given.empty())
+    fail("--{}: method flags do not apply to --method full", given.begin()->first);
+  if (!full && a.method.find(',') != std::string::npos) {
+    std::stringstream names(a.method);
+    for (std::string n; std::getline(names, n, ',');)
+      if (n == "full") fail("--method {}: full fine-tuning cannot be stacked with a method", a.method);
   }
+  // No --method: the registry's first row (LoRA), or the folder's methods.
+  std::vector<const MethodInfo*> stack;
+  if (!full) stack = parse_method_list(a.method.empty() ? method_registry().front().name : a.method);
+  std::vector<std::string> folders;  // the adapter folders continued from, one per method
+  std::vector<nlohmann::json> configs;
+  if (!full && !source.empty()) {
+    folders = adapter_folders(source);
+    std::vector<const MethodInfo*> held;
+    for (const std::string& f : folders) {
+      configs.emplace_back();
+      held.push_back(&method_of_adapter(f, &configs.back()));
+    }
+    if (a.method_option->count() > 0) {
+      bool same = held.size() == stack.size();
+      for (size_t i = 0; same && i < held.size(); ++i)
+        same = held[i]->peft_type == stack[i]->peft_type;
+      if (!same) fail("--method {}: {} holds {}", a.method, source, stack_label(held));
+    } else {
+      stack = held;
+    }
+  } else if (!full) {
+    configs = method_configs_from_flags(stack, given);
+  }
+  const std::string method_label = full ? "full" : stack_label(stack);
   prepare_out_dir(a);
   const bool human = stderr_is_terminal() || !a.json;
   LoadedModel loaded = load_model_folder(a.model, full ? "f32" : a.base_dtype);
@@ -142,24 +161,29 @@ int run_train(const TrainArgs& a) {
   ParamStore full_params;
   SaveAdapter save;
   if (!full) {
-    method_config["base_model_name_or_path"] = a.model;
-    Method& method =
-        methods.add(*info, method_config, source.empty() ? "the --method flags" : source, source);
+    if (!folders.empty()) check_flags_agree_with_folders(model, stack, configs, folders, given);
+    for (size_t i = 0; i < stack.size(); ++i) {
+      configs[i]["base_model_name_or_path"] = a.model;
+      methods.add(*stack[i], configs[i],
+                  folders.empty() ? "the --method flags" : join_path(folders[i], "adapter_config.json"),
+                  folders.empty() ? "" : folders[i]);
+    }
     methods.allocate();
-    if (source.empty())
-      method.initialize(init_rng, loaded.tokenizer.get());
+    if (folders.empty())
+      methods.initialize(init_rng, loaded.tokenizer.get());
     else
-      method.load(source);
-    save = [&](const std::string& dir) { method.save(dir); };
+      for (size_t i = 0; i < folders.size(); ++i) methods.methods()[i]->load(folders[i]);
+    save = [&](const std::string& dir) { methods.save(dir); };
   } else {
     model.make_trainable(full_params);
     save = [&](const std::string& dir) { save_model_folder(dir, model, full_params, a.model); };
   }
   ParamStore& params = full ? full_params : methods.params();
   ModelHooks* hooks = methods.hooks();
-  model.set_training(true, &dropout_rng);
 
-  LossFunction loss = [&](const Batch& b, float normaliser) {
+  // The trainer says whether a batch is a training step or an evaluation; the ForwardContext
+  // carries that (dropout) to the model and every method.
+  LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
     ModelInputs in;
     in.input_ids = b.input_ids;
     in.attention_mask = b.attention_mask;
@@ -168,7 +192,8 @@ int run_train(const TrainArgs& a) {
       in.position_ids = b.positions;
       in.segment_ids = b.segment_ids;
     }
-    Var hidden = model.forward(in, hooks);
+    Var hidden =
+        model.forward(in, {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
     CrossEntropyOptions o;
     o.normaliser = normaliser;
     return model.loss(hidden, b.labels, o);
@@ -189,8 +214,8 @@ int run_train(const TrainArgs& a) {
   o.log_every = a.log_every;
   o.out_dir = a.out;
   o.progress = stderr_is_terminal();
-  o.plot_title = fmt::format("{} fine-tune of {} ({})", full ? "full" : info->name,
-                             folder_name(a.model), model.config().model_type);
+  o.plot_title = fmt::format("{} fine-tune of {} ({})", method_label, folder_name(a.model),
+                             model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
   trainer.track_rng(&dropout_rng);
   if (!a.resume.empty()) trainer.resume_from(a.resume);
@@ -201,7 +226,7 @@ int run_train(const TrainArgs& a) {
     std::fprintf(
         stderr,
         "training %s (%s) on %zu rows for %lld steps: %lld trainable parameters (%.4f%% of %lld)\n",
-        a.model.c_str(), full ? "full" : info->name.c_str(), train_data.num_examples(),
+        a.model.c_str(), method_label.c_str(), train_data.num_examples(),
         (long long)trainer.total_steps(), (long long)trainable,
         100.0 * double(trainable) / double(std::max<int64_t>(1, model.parameter_count())),
         (long long)model.parameter_count());
@@ -211,15 +236,22 @@ int run_train(const TrainArgs& a) {
   out["steps"] = result.steps;
   out["final_loss"] = result.final_loss;
   out["eval_loss"] = result.eval_loss ? nlohmann::json(*result.eval_loss) : nlohmann::json(nullptr);
+  out["method"] = method_label;
   out["trainable_params"] = trainable;
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
   out["truncated_records"] = train_data.truncated();
-  if (human)
+  if (human) {
+    std::string wrote = "config.json + model.safetensors";
+    if (!full && stack.size() == 1) wrote = "adapter_config.json + adapter_model.safetensors";
+    if (!full && stack.size() > 1) {
+      wrote.clear();
+      for (const MethodInfo* m : stack) wrote += m->name + "/ + ";
+      wrote += kStackFile;
+    }
     std::fprintf(stderr, "wrote %s: %s, metrics.jsonl, loss.svg%s (%.1f s)\n", a.out.c_str(),
-                 full ? "config.json + model.safetensors"
-                      : "adapter_config.json + adapter_model.safetensors",
-                 a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
+                 wrote.c_str(), a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
+  }
   if (a.json) std::printf("%s\n", out.dump().c_str());
   return 0;
 }
@@ -249,12 +281,16 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
   a->method_option =
       app.add_option("--method", a->method,
-                     fmt::format("{} or full (with --adapter / --resume: the folder's method)",
+                     fmt::format("{} or full; several joined by commas train stacked (e.g. LoRA "
+                                 "and a prefix), each saved in its own sub-folder (with --adapter "
+                                 "/ --resume: the folder's methods)",
                                  method_names()))
           ->default_str(method_registry().front().name)
           ->group(method);
   app.add_option("--adapter", a->adapter,
-                 "continue training an existing adapter folder (any method; PEFT's or ours)")
+                 "continue training an existing adapter folder (any method; PEFT's or ours; a "
+                 "stacked run's folder continues the whole stack); method flags given must agree "
+                 "with its config")
       ->type_name("DIR")
       ->group(method);
   app.add_option("--epochs", a->epochs, "passes over the data")->check(at_least(1))->group(optim);

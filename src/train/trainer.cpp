@@ -67,7 +67,7 @@ double Trainer::evaluate(const BatchBuilder& data) const {
   for (const auto& indices : plan.batches) {
     Batch b = data.make_batch(indices);
     if (b.target_tokens == 0) continue;
-    sum += double(loss_(b, 1.0f)->value.data<float>()[0]);
+    sum += double(loss_(b, 1.0f, false)->value.data<float>()[0]);
     tokens += b.target_tokens;
   }
   return tokens ? sum / double(tokens) : 0.0;
@@ -195,7 +195,7 @@ TrainResult Trainer::train() {
     if (target_tokens > 0) {
       for (const Batch& b : micro) {
         Tape tape;
-        Var loss = loss_(b, float(target_tokens));
+        Var loss = loss_(b, float(target_tokens), true);
         step_loss += double(loss->value.data<float>()[0]);
         if (loss->requires_grad) tape.backward(loss);
       }
