@@ -7,6 +7,7 @@
 #include "io/files.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
+#include "io/torch_pickle.h"
 #include "models/registry.h"
 #include "cli/setup.h"
 #include "peft/method.h"
@@ -84,19 +85,28 @@ nlohmann::ordered_json adapter_info(const std::string& dir) {
     if (cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string())
       base = cfg["base_model_name_or_path"].get<std::string>();
   } else if (cfg.contains("config") && cfg["config"].is_object()) {  // AdapterHub
-    j["method"] = "bottleneck";
+    j["method"] = method_of_adapter(dir).name;
     weights = "adapter";
   } else {
     fail("{}: neither \"peft_type\" (PEFT) nor \"config\" (AdapterHub) found", path);
   }
   j["config"] = cfg;
   const std::string file = join_path(dir, weights + ".safetensors");
-  if (!file_exists(file)) fail("{}: no {}.safetensors beside adapter_config.json", dir, weights);
-  const SafetensorsFile f(file);
   int64_t trainable = 0;
-  for (const SafetensorInfo& t : f.tensors()) trainable += shape_numel(t.shape);
+  size_t count = 0;
+  if (weights == "adapter" && !file_exists(file) &&
+      file_exists(join_path(dir, "pytorch_adapter.bin"))) {  // AdapterHub's default torch.save
+    const auto tensors = read_torch_checkpoint(join_path(dir, "pytorch_adapter.bin"));
+    for (const auto& [name, t] : tensors) trainable += t.numel();
+    count = tensors.size();
+  } else {
+    if (!file_exists(file)) fail("{}: no {}.safetensors beside adapter_config.json", dir, weights);
+    const SafetensorsFile f(file);
+    for (const SafetensorInfo& t : f.tensors()) trainable += shape_numel(t.shape);
+    count = f.tensors().size();
+  }
   j["trainable_params"] = trainable;
-  j["tensors"] = f.tensors().size();
+  j["tensors"] = count;
   if (!base.empty()) {
     j["base_model"] = base;
     if (file_exists(join_path(base, "config.json"))) {

@@ -9,6 +9,7 @@
 #include "cli/setup.h"
 #include "cli/validate.h"
 #include "infer/generate.h"
+#include "infer/stop_tokens.h"
 
 namespace peft::cli {
 namespace {
@@ -62,7 +63,11 @@ int run_generate(const GenerateArgs& a) {
   o.sampling.top_k = a.top_k;
   o.sampling.top_p = a.top_p;
   o.sampling.repetition_penalty = a.repetition_penalty;
-  for (int64_t id : loaded.model->config().eos_token_ids) o.stop_ids.push_back(int32_t(id));
+  // The model's end tokens as transformers' generate() takes them (generation_config.json, else
+  // config.json), the tokenizer's EOS, and the chat format's end of turn.
+  const HFConfig& config = loaded.model->config();
+  for (int64_t id : generation_eos_ids(a.model, config.eos_token_ids, config.vocab_size))
+    o.stop_ids.push_back(int32_t(id));
   if (tok.eos_id() >= 0) o.stop_ids.push_back(tok.eos_id());
   if (tok.chat().turn_end >= 0) o.stop_ids.push_back(tok.chat().turn_end);
 

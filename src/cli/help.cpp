@@ -116,8 +116,9 @@ std::string top_level_usage(const CLI::App& app) {
   }
   out << fmt::format("  {:<12}{}\n", "help", "this overview, or 'peft help <command>'")
       << fmt::format("  {:<12}{}\n", "version", "print the version (also --version)") << "\n"
-      << "Every command takes --threads N (default: all cores); most take --json for one JSON\n"
-      << "object on stdout. Exit status: 0 success, 1 the work failed, 2 bad usage.\n\n"
+      << "Every command takes --threads N (default: $OMP_NUM_THREADS if set, else all cores);\n"
+      << "most take --json for one JSON object on stdout. Exit status: 0 success, 1 the work\n"
+      << "failed, 2 bad usage.\n\n"
       << "Run 'peft <command> --help' (or 'peft help <command>') for a command's flags.\n";
   return out.str();
 }

@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(c.name, c.help);
     sub->option_defaults()->always_capture_default();  // help shows "[default: 1]"
     Runner run = c.setup(*sub);
-    sub->add_option("--threads", threads, "worker threads (0: all cores)")
+    sub->add_option("--threads", threads,
+                    "worker threads (0: $OMP_NUM_THREADS if set, else all cores)")
         ->check(at_least(0))
         ->group("Runtime");  // last in the help
     runners.emplace_back(sub, std::move(run));

@@ -28,8 +28,10 @@ int run_merge(const MergeArgs& a) {
   std::unique_ptr<MethodSet> methods = attach_adapter_folders(model, {a.adapter});
   for (const auto& m : methods->methods())
     if (!m->mergeable())
-      fail("{}: a {} adapter cannot be folded into the weights (only LoRA merges)", a.adapter,
-           m->config_json().value("peft_type", std::string("?")));
+      fail(
+          "{}: {} adapters cannot be folded into the weights, nothing was written (only LoRA "
+          "merges)",
+          a.adapter, method_of_adapter(a.adapter).name);
   const std::string base_dtype = model.config().torch_dtype == "bfloat16" ? "bf16" : "f32";
   const DType out_dtype = dtype_from_name(a.dtype.empty() ? base_dtype : a.dtype);
 

@@ -15,6 +15,7 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
+#include "objectives/objective.h"
 #include "peft/method.h"
 #include "train/data.h"
 #include "train/trainer.h"
@@ -24,13 +25,14 @@ namespace {
 namespace fs = std::filesystem;
 
 struct TrainArgs {
-  std::string model, data, out, method, config, task = "causal-lm", eval_data, resume, adapter,
-                                                base_dtype, scheduler = "linear";
+  std::string model, data, out, method, config, task, eval_data, resume, adapter, base_dtype,
+      scheduler = "linear";
   int64_t epochs = 1, max_steps = 0, batch_size = 4, grad_accum = 1, max_len = 512,
           warmup_steps = 0, eval_every = 0, save_every = 0, log_every = 1;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
   uint64_t seed = 42;
   bool no_shuffle = false, overwrite = false, packing = false, json = false;
+  ObjectiveConfig objective;
   // Method flags (the registry's, each name once): the text of those given, and switches.
   std::map<std::string, std::string> method_text;
   std::map<std::string, bool> method_switch;
@@ -83,8 +85,6 @@ void save_model_folder(const std::string& dir, const Model& model, const ParamSt
 }
 
 int run_train(const TrainArgs& a) {
-  if (a.task != "causal-lm")
-    fail("--task {}: this version trains the causal-LM / masked-LM objective only", a.task);
   // The methods: --method's registry rows (a comma list stacks them), or with --resume /
   // --adapter the ones the folder holds (one adapter, or a stack of them).
   const std::string source = !a.resume.empty() ? a.resume : a.adapter;
@@ -125,19 +125,24 @@ int run_train(const TrainArgs& a) {
   const bool human = stderr_is_terminal() || !a.json;
   LoadedModel loaded = load_model_folder(a.model, full ? "f32" : a.base_dtype);
   Model& model = *loaded.model;
-  const int64_t vocab = model.config().vocab_size;
-  std::vector<Example> train_examples =
-      read_training_records(a.data, loaded.tokenizer.get(), vocab);
+  const std::string task = a.task.empty() ? default_objective(model) : a.task;
+  const ObjectiveInfo* task_info = find_objective(task);
+  if (!task_info) fail("--task {}: expected one of {}", task, objective_names());
+  ObjectiveConfig objective_config = a.objective;
+  objective_config.seed = a.seed;
+  objective_config.max_len = a.max_len;
+  std::unique_ptr<Objective> objective =
+      task_info->create({&model, loaded.tokenizer.get(), a.model}, objective_config);
+  std::vector<Example> train_examples = objective->read(a.data, false);
   std::vector<Example> eval_examples;
-  if (!a.eval_data.empty())
-    eval_examples = read_training_records(a.eval_data, loaded.tokenizer.get(), vocab);
+  if (!a.eval_data.empty()) eval_examples = objective->read(a.eval_data, true);
 
   BatchingOptions batching;
   batching.batch_size = a.batch_size;
   batching.max_len = a.max_len;
   batching.packing = a.packing;
   batching.shuffle = !a.no_shuffle;
-  batching.shifted = model.is_causal_lm();
+  batching.shifted = objective->shifted();
   batching.pad_id =
       loaded.tokenizer && loaded.tokenizer->pad_id() >= 0 ? loaded.tokenizer->pad_id() : 0;
   const size_t train_records = train_examples.size();
@@ -168,6 +173,7 @@ int run_train(const TrainArgs& a) {
                   folders.empty() ? "the --method flags" : join_path(folders[i], "adapter_config.json"),
                   folders.empty() ? "" : folders[i]);
     }
+    objective->declare(methods.params());  // a seq-cls head trains beside the method(s)
     methods.allocate();
     if (folders.empty())
       methods.initialize(init_rng, loaded.tokenizer.get());
@@ -175,28 +181,28 @@ int run_train(const TrainArgs& a) {
       for (size_t i = 0; i < folders.size(); ++i) methods.methods()[i]->load(folders[i]);
     save = [&](const std::string& dir) { methods.save(dir); };
   } else {
+    objective->declare(full_params);
     model.make_trainable(full_params);
     save = [&](const std::string& dir) { save_model_folder(dir, model, full_params, a.model); };
   }
   ParamStore& params = full ? full_params : methods.params();
+  // The objective's own parameters (a seq-cls head) live in the adapter folder, in a stack the
+  // first method's (PEFT's modules_to_save of that adapter).
+  if (!full && !source.empty())
+    objective->load(params, folders.front());
+  else
+    objective->initialize(params, init_rng);
+  save = [&, save_method = save](const std::string& dir) {
+    save_method(dir);
+    objective->save(params, full ? dir : adapter_folders(dir).front());
+  };
   ModelHooks* hooks = methods.hooks();
 
   // The trainer says whether a batch is a training step or an evaluation; the ForwardContext
   // carries that (dropout) to the model and every method.
   LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
-    ModelInputs in;
-    in.input_ids = b.input_ids;
-    in.attention_mask = b.attention_mask;
-    in.token_type_ids = b.token_type_ids;
-    if (b.segment_ids.defined()) {  // packed rows: positions restart, attention stays in a record
-      in.position_ids = b.positions;
-      in.segment_ids = b.segment_ids;
-    }
-    Var hidden =
-        model.forward(in, {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
-    CrossEntropyOptions o;
-    o.normaliser = normaliser;
-    return model.loss(hidden, b.labels, o);
+    return objective->loss(b, normaliser,
+                           {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
   };
 
   TrainerOptions o;
@@ -241,6 +247,18 @@ int run_train(const TrainArgs& a) {
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
   out["truncated_records"] = train_data.truncated();
+  out["task"] = task;
+  if (eval_data) {  // the objective's own metrics of the final model (accuracy on masked tokens
+                    // or on records)
+    const EvalMetrics m = objective->evaluate(*eval_data, hooks);
+    out["eval_accuracy"] = m.accuracy;
+    if (m.classification()) out["eval_macro_f1"] = macro_f1(m.confusion);
+    if (human)
+      std::fprintf(stderr, "eval: loss %.6f  accuracy %.4f%s\n", m.loss, m.accuracy,
+                   m.classification()
+                       ? fmt::format("  macro-F1 {:.4f}", macro_f1(m.confusion)).c_str()
+                       : "");
+  }
   if (human) {
     std::string wrote = "config.json + model.safetensors";
     if (!full && stack.size() == 1) wrote = "adapter_config.json + adapter_model.safetensors";
@@ -273,7 +291,31 @@ Runner setup_train(CLI::App& app) {
       ->type_name("FILE")
       ->group(data);
   app.add_option("--eval-data", a->eval_data, "evaluation records")->type_name("FILE")->group(data);
-  app.add_option("--task", a->task, "training objective")->group(data);
+  app.add_option("--task", a->task,
+                 fmt::format("training objective: {} (default: mlm for BERT, causal-lm for "
+                             "decoders)",
+                             objective_names()))
+      ->group(data);
+  app.add_option("--pattern", a->objective.patterns,
+                 "PET pattern with {text}, {text_b}, {mask}, e.g. \"{text} It was {mask}.\"")
+      ->type_name("TEXT")
+      ->group(data);
+  app.add_option("--verbalizer", a->objective.verbalizer,
+                 "PET verbalizer: JSON label -> word(s), inline or a file")
+      ->type_name("JSON|FILE")
+      ->group(data);
+  app.add_option("--labels", a->objective.labels,
+                 "seq-cls class names in order (default: the sorted labels of --data)")
+      ->delimiter(',')
+      ->type_name("A,B,...")
+      ->group(data);
+  app.add_option("--mlm-probability", a->objective.mask_probability,
+                 "mlm: share of tokens selected for masking")
+      ->check(number_in({.lo = 0, .hi = 1, .lo_open = true}))
+      ->group(data);
+  app.add_flag("--whole-word-mask", a->objective.whole_word_mask,
+               "mlm: select whole words (all their pieces) instead of tokens")
+      ->group(data);
   app.add_option("--max-len", a->max_len, "truncate records to this many tokens")
       ->check(at_least(1))
       ->group(data);

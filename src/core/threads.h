@@ -4,7 +4,7 @@
 
 namespace peft {
 
-// n <= 0 means all cores. Applies to OpenMP, oneDNN (which runs on OpenMP) and OpenBLAS.
+// n <= 0 means OMP_NUM_THREADS when it is set, else all cores. Applies to OpenMP, oneDNN (which runs on OpenMP) and OpenBLAS.
 void set_num_threads(int n);
 int num_threads();
 int num_cores();

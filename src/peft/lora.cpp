@@ -86,8 +86,15 @@ LoraConfig LoraConfig::from_json(const nlohmann::json& j, const std::string& sou
     if (get_or<bool>(j, "use_dora", false)) fail("{}: use_dora is not supported", source);
     if (get_or<bool>(j, "fan_in_fan_out", false))
       fail("{}: fan_in_fan_out is true; only [out, in] linear weights are supported", source);
-    if (auto it = j.find("modules_to_save"); it != j.end() && it->is_array() && !it->empty())
-      fail("{}: modules_to_save is not supported", source);
+    // Classification heads are modules_to_save the seq-cls objective trains and loads
+    // (objectives/seq_cls.cpp); any other module is not supported.
+    if (auto it = j.find("modules_to_save"); it != j.end() && it->is_array())
+      for (const auto& m : *it)
+        if (!m.is_string() || (m != "classifier" && m != "score" && m != "bert.pooler"))
+          fail(
+              "{}: modules_to_save {} is not supported (only a classification head: classifier, "
+              "score)",
+              source, m.dump());
     return c;
   } catch (const nlohmann::json::exception& e) {
     fail("{}: malformed LoRA config: {}", source, e.what());

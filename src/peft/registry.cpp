@@ -7,6 +7,7 @@
 
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "peft/bottleneck_adapter.h"
 #include "peft/lora.h"
 #include "peft/method.h"
 #include "peft/prompt_learning.h"
@@ -16,7 +17,7 @@ namespace peft {
 const std::vector<MethodInfo>& method_registry() {
   static const std::vector<MethodInfo> rows = {
       lora_method_info(),   prompt_tuning_method_info(), p_tuning_method_info(),
-      prefix_method_info(), ptuning_v2_method_info(),
+      prefix_method_info(), ptuning_v2_method_info(),    bottleneck_adapter_method_info(),
   };
   return rows;
 }
@@ -115,9 +116,13 @@ const MethodInfo& method_of_adapter(const std::string& dir, nlohmann::json* conf
   const std::string path = join_path(dir, "adapter_config.json");
   if (!file_exists(path)) fail("{}: no adapter_config.json (not a PEFT adapter folder)", dir);
   nlohmann::json j = read_json_file(path);
-  if (!j.is_object() || !j.contains("peft_type") || !j["peft_type"].is_string())
-    fail("{}: \"peft_type\" is missing or not a string", path);
-  const std::string type = j["peft_type"].get<std::string>();
+  // AdapterHub folders have no peft_type: a nested "config" whose architecture is a bottleneck.
+  const bool adapterhub =
+      j.is_object() && !j.contains("peft_type") && j.contains("config") && j["config"].is_object();
+  if (!adapterhub && (!j.is_object() || !j.contains("peft_type") || !j["peft_type"].is_string()))
+    fail("{}: \"peft_type\" (PEFT) or \"config\" (AdapterHub) is missing", path);
+  const std::string type =
+      adapterhub ? bottleneck_adapter_method_info().peft_type : j["peft_type"].get<std::string>();
   for (const MethodInfo& m : method_registry())
     if (m.peft_type == type) {  // the first row of a peft_type reads it (prefix before ptuning-v2)
       if (config) *config = std::move(j);

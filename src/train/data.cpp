@@ -121,6 +121,10 @@ Example parse_record(const nlohmann::json& r, const RecordContext& at, const Tok
     if (!input.empty()) prompt += "\n\n" + input;
     prompt += "\n\n";
     e = prompt_completion(need_tokenizer(tok, at), prompt, string_field(r, "output", at));
+  } else if (r.contains("text") && (r.contains("label") || r.contains("text_b"))) {
+    record_error(at,
+                 "a classification record (\"text\" with \"label\" / \"text_b\"): train it with "
+                 "--task pet or --task seq-cls, score it with peft classify");
   } else if (r.contains("text")) {
     const Tokenizer& t = need_tokenizer(tok, at);
     e.input_ids = t.encode(string_field(r, "text", at), true);
@@ -137,10 +141,9 @@ Example parse_record(const nlohmann::json& r, const RecordContext& at, const Tok
 
 }  // namespace
 
-std::vector<Example> read_training_records(const std::string& path, const Tokenizer* tokenizer,
-                                           int64_t vocab_size) {
+std::vector<JsonRecord> read_json_records(const std::string& path) {
   const std::string text = read_text_file(path);
-  std::vector<Example> out;
+  std::vector<JsonRecord> out;
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && text[first] == '[') {  // a .json array of records
     nlohmann::json all;
@@ -149,28 +152,33 @@ std::vector<Example> read_training_records(const std::string& path, const Tokeni
     } catch (const nlohmann::json::exception& e) {
       fail("{}: invalid JSON: {}", path, e.what());
     }
-    for (size_t i = 0; i < all.size(); ++i)
-      out.push_back(parse_record(all[i], {path, int64_t(i + 1)}, tokenizer, vocab_size));
-    return out;
-  }
-  int64_t line_no = 0;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    ++line_no;
-    const std::string_view line(text.data() + pos, end - pos);
-    pos = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{} line {}: invalid JSON: {}", path, line_no, e.what());
+    for (size_t i = 0; i < all.size(); ++i) out.push_back({std::move(all[i]), int64_t(i + 1)});
+  } else {
+    int64_t line_no = 0;
+    size_t pos = 0;
+    while (pos <= text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      ++line_no;
+      const std::string_view line(text.data() + pos, end - pos);
+      pos = end + 1;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      try {
+        out.push_back({nlohmann::json::parse(line), line_no});
+      } catch (const nlohmann::json::exception& e) {
+        fail("{} line {}: invalid JSON: {}", path, line_no, e.what());
+      }
     }
-    out.push_back(parse_record(record, {path, line_no}, tokenizer, vocab_size));
   }
   if (out.empty()) fail("{}: no records", path);
+  return out;
+}
+
+std::vector<Example> read_training_records(const std::string& path, const Tokenizer* tokenizer,
+                                           int64_t vocab_size) {
+  std::vector<Example> out;
+  for (const JsonRecord& r : read_json_records(path))
+    out.push_back(parse_record(r.value, {path, r.line}, tokenizer, vocab_size));
   return out;
 }
 

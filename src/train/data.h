@@ -8,16 +8,27 @@
 //   {"messages": [{role, content}]}  loss on assistant turns (with their end-of-turn token),
 //                                    rendered with the tokenizer's chat format
 //   {"input_ids", "labels"}          pre-tokenised; labels optional (then = input_ids)
+//   {"text", "text_b", "label"}      classification: refused here (objectives/classification.h)
 // Errors name the file, the line and the field.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "tokenizer/tokenizer.h"
 #include "train/batch.h"
 
 namespace peft {
+
+// The JSON values of a records file (JSONL, or one .json array) with their 1-based line (or array
+// index); blank lines are skipped. An empty file or invalid JSON is an error naming the line.
+struct JsonRecord {
+  nlohmann::json value;
+  int64_t line = 0;
+};
+std::vector<JsonRecord> read_json_records(const std::string& path);
 
 // tokenizer may be null when every record is pre-tokenised. vocab_size bounds the ids.
 std::vector<Example> read_training_records(const std::string& path, const Tokenizer* tokenizer,
