@@ -1,8 +1,11 @@
 // peft eval: the token-weighted mean negative log-likelihood (nats) of a model (and optionally
 // adapter folders) over every target token of a data file, and the perplexity. Records are read by
 // train/data.h: pre-tokenised {"input_ids", "labels"} records need no tokenizer; text, prompt /
-// completion and chat records use the model folder's tokenizer.
+// completion and chat records use the model folder's tokenizer. Classification records with
+// --pattern / --verbalizer are scored as PET does (objectives/pet.h): the loss is the mean
+// cross-entropy over the class scores, with accuracy and macro-F1.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -11,17 +14,51 @@
 #include "cli/setup.h"
 #include "cli/validate.h"
 #include "models/evaluate.h"
+#include "objectives/pet.h"
 #include "train/data.h"
 
 namespace peft::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model, data, base_dtype;
+  std::string model, data, base_dtype, pattern, verbalizer;
   std::vector<std::string> adapters;
   int64_t batch_size = 8;
   bool json = false;
 };
+
+// Classification records under a PET pattern: {"loss", "ppl", "tokens" (= scored records),
+// "accuracy", "macro_f1", "records"}.
+int run_eval_pet(const EvalArgs& a, const LoadedModel& loaded, MethodSet* methods) {
+  if (a.verbalizer.empty()) fail("--pattern needs --verbalizer");
+  if (!loaded.tokenizer) fail("{}: --pattern needs the model folder's tokenizer", a.model);
+  ObjectiveConfig config;
+  config.verbalizer = a.verbalizer;
+  PetObjective pet({loaded.model.get(), loaded.tokenizer.get(), a.model}, config, a.pattern);
+  BatchingOptions batching;
+  batching.shuffle = false;
+  batching.shifted = false;
+  batching.pad_id = loaded.tokenizer->pad_id() >= 0 ? loaded.tokenizer->pad_id() : 0;
+  const BatchBuilder data(pet.read(a.data, true), batching);
+  const EvalMetrics m = pet.evaluate(data, methods ? methods->hooks() : nullptr);
+  if (m.count == 0) fail("{}: no labelled record to score", a.data);
+  const double f1 = macro_f1(m.confusion);
+  if (a.json) {
+    nlohmann::ordered_json out;
+    out["loss"] = m.loss;
+    out["ppl"] = std::exp(m.loss);
+    out["tokens"] = m.count;
+    out["accuracy"] = m.accuracy;
+    out["macro_f1"] = f1;
+    out["records"] = m.scores.size();
+    out["peak_rss_mb"] = peak_rss_mb();
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("loss %.6f  accuracy %.4f  macro-F1 %.4f  records %lld\n", m.loss, m.accuracy, f1,
+                static_cast<long long>(m.count));
+  }
+  return 0;
+}
 
 int run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
@@ -29,6 +66,10 @@ int run_eval(const EvalArgs& a) {
   LoadedModel loaded = load_model_folder(a.model, a.base_dtype);
   Model& model = *loaded.model;
   std::unique_ptr<MethodSet> methods = attach_adapter_folders(model, a.adapters);
+  if (!a.pattern.empty() || !a.verbalizer.empty()) {
+    if (a.pattern.empty()) fail("--verbalizer needs --pattern");
+    return run_eval_pet(a, loaded, methods.get());
+  }
   const auto t1 = clock::now();
   std::vector<TokenRecord> records;
   for (Example& e :
@@ -78,6 +119,13 @@ Runner setup_eval(CLI::App& app) {
       ->group("Data");
   app.add_option("--batch-size", a->batch_size, "records per forward pass")
       ->check(at_least(1))
+      ->group("Data");
+  app.add_option("--pattern", a->pattern,
+                 "classification records: score them with this PET pattern, e.g. \"{text} It was "
+                 "{mask}.\" (adds accuracy and macro_f1)")
+      ->group("Data");
+  app.add_option("--verbalizer", a->verbalizer,
+                 "with --pattern: JSON object label -> word, inline or a file path")
       ->group("Data");
   app.add_option(
          "--base-dtype", a->base_dtype,

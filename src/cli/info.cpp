@@ -6,6 +6,7 @@
 #include "cli/command.h"
 #include "cli/folder_info.h"
 #include "core/threads.h"
+#include "dist/comm.h"
 #include "kernels/gemm.h"
 
 namespace peft::cli {
@@ -38,6 +39,10 @@ Runner setup_info(CLI::App& app) {
     out["gemm_backend"] = gemm_backend_name(gemm_backend());
     out["gemm_bf16_path"] = bf16_path_name(gemm_bf16_path());
     for (const auto& [key, value] : gemm_system_info()) out[key] = value;
+    // Data-parallel training (mpirun -np N peft train): the MPI library built in, if any.
+    const std::string mpi = dist::mpi_library();
+    out["mpi"] = mpi.empty() ? "not built in (one process only)" : mpi;
+    if (!mpi.empty()) out["mpi_ranks"] = dist::size();
     if (*json) {
       std::printf("%s\n", out.dump().c_str());
     } else {

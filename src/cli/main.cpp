@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 
@@ -12,6 +13,7 @@
 #include "cli/validate.h"
 #include "core/error.h"
 #include "core/threads.h"
+#include "dist/comm.h"
 
 namespace peft::cli {
 
@@ -128,19 +130,37 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     return usage_error(parse_error_line(e, command, args));
   }
+  // Under mpirun: one line per failing rank (rank 0's without a prefix), then every rank stops,
+  // so none waits forever in a collective call for one that has left.
+  auto failed = [](const char* what) {
+    if (peft::dist::rank() > 0)
+      std::fprintf(stderr, "peft: error: rank %d: %s\n", peft::dist::rank(), what);
+    else
+      std::fprintf(stderr, "peft: error: %s\n", what);
+    std::fflush(stderr);
+    peft::dist::abort_all(1);
+    return 1;
+  };
   try {
+    peft::dist::init();
+    // Several ranks on one machine share its cores unless --threads or OMP_NUM_THREADS says
+    // otherwise.
+    const char* omp_threads = std::getenv("OMP_NUM_THREADS");
+    if (threads == 0 && (!omp_threads || !*omp_threads) && peft::dist::local_size() > 1)
+      threads = std::max(1, peft::num_cores() / peft::dist::local_size());
     peft::set_num_threads(threads);
     for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
+      if (sub->parsed()) {
+        const int status = run();
+        peft::dist::finalize();
+        return status;
+      }
   } catch (const peft::Error& e) {
-    std::fprintf(stderr, "peft: error: %s\n", e.what());
-    return 1;
+    return failed(e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "peft: error: out of memory\n");
-    return 1;
+    return failed("out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "peft: error: %s\n", e.what());
-    return 1;
+    return failed(e.what());
   }
   return 2;
 }

@@ -12,6 +12,7 @@
 #include "cli/command.h"
 #include "cli/setup.h"
 #include "cli/validate.h"
+#include "dist/comm.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "models/registry.h"
@@ -31,7 +32,9 @@ struct TrainArgs {
           warmup_steps = 0, eval_every = 0, save_every = 0, log_every = 1;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
   uint64_t seed = 42;
-  bool no_shuffle = false, overwrite = false, packing = false, json = false;
+  bool no_shuffle = false, overwrite = false, packing = false, json = false,
+       shard_optimizer = false;
+  std::string allreduce_dtype = "f32";
   ObjectiveConfig objective;
   // Method flags (the registry's, each name once): the text of those given, and switches.
   std::map<std::string, std::string> method_text;
@@ -121,8 +124,10 @@ int run_train(const TrainArgs& a) {
     configs = method_configs_from_flags(stack, given);
   }
   const std::string method_label = full ? "full" : stack_label(stack);
-  prepare_out_dir(a);
-  const bool human = stderr_is_terminal() || !a.json;
+  // Under mpirun rank 0 alone writes (the others need --out on no shared disk).
+  const bool root = dist::is_root();
+  if (root) prepare_out_dir(a);
+  const bool human = root && (stderr_is_terminal() || !a.json);
   LoadedModel loaded = load_model_folder(a.model, full ? "f32" : a.base_dtype);
   Model& model = *loaded.model;
   const std::string task = a.task.empty() ? default_objective(model) : a.task;
@@ -156,12 +161,13 @@ int run_train(const TrainArgs& a) {
   std::unique_ptr<BatchBuilder> eval_data;
   if (!a.eval_data.empty())
     eval_data = std::make_unique<BatchBuilder>(std::move(eval_examples), eval_batching);
-  if (train_data.truncated() > 0)  // a warning: stderr even with --json
+  if (root && train_data.truncated() > 0)  // a warning: stderr even with --json
     std::fprintf(stderr,
                  "note: %lld training records were longer than --max-len %lld and were truncated\n",
                  (long long)train_data.truncated(), (long long)a.max_len);
 
-  Rng init_rng(a.seed, 1), dropout_rng(a.seed, 2);
+  // Each rank draws its dropout masks from its own stream (rank 0's is a single process's).
+  Rng init_rng(a.seed, 1), dropout_rng(a.seed, 2 + (uint64_t(dist::rank()) << 32));
   MethodSet methods(model);
   ParamStore full_params;
   SaveAdapter save;
@@ -220,6 +226,8 @@ int run_train(const TrainArgs& a) {
   o.log_every = a.log_every;
   o.out_dir = a.out;
   o.progress = stderr_is_terminal();
+  o.shard_optimizer = a.shard_optimizer;
+  o.allreduce_bf16 = a.allreduce_dtype == "bf16";
   o.plot_title = fmt::format("{} fine-tune of {} ({})", method_label, folder_name(a.model),
                              model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
@@ -236,7 +244,12 @@ int run_train(const TrainArgs& a) {
         (long long)trainer.total_steps(), (long long)trainable,
         100.0 * double(trainable) / double(std::max<int64_t>(1, model.parameter_count())),
         (long long)model.parameter_count());
+  if (human && dist::size() > 1)
+    std::fprintf(stderr, "data-parallel over %d ranks (%s): each takes 1/%d of every batch%s\n",
+                 dist::size(), dist::mpi_library().c_str(), dist::size(),
+                 a.shard_optimizer ? "; AdamW state sharded (ZeRO-1)" : "");
   const TrainResult result = trainer.train();
+  if (!root) return 0;
   save(a.out);
   nlohmann::ordered_json out;
   out["steps"] = result.steps;
@@ -247,6 +260,9 @@ int run_train(const TrainArgs& a) {
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
   out["truncated_records"] = train_data.truncated();
+  out["ranks"] = result.ranks;
+  out["allreduce_share"] = result.seconds > 0 ? result.allreduce_seconds / result.seconds : 0.0;
+  out["rank_wait_share"] = result.seconds > 0 ? result.wait_seconds / result.seconds : 0.0;
   out["task"] = task;
   if (eval_data) {  // the objective's own metrics of the final model (accuracy on masked tokens
                     // or on records)
@@ -308,6 +324,18 @@ Runner setup_train(CLI::App& app) {
                  "seq-cls class names in order (default: the sorted labels of --data)")
       ->delimiter(',')
       ->type_name("A,B,...")
+      ->group(data);
+  app.add_option("--pet-mlm-weight", a->objective.pet_mlm_weight,
+                 "pet: PET's α, loss = (1 - α)·CE + α·MLM on --unlabeled-data (PET uses 1e-4)")
+      ->check(number_in({.lo = 0, .hi = 1}))
+      ->group(data);
+  app.add_option("--unlabeled-data", a->objective.unlabeled_data,
+                 "pet: unlabeled records for the auxiliary MLM loss (texts, or input_ids/labels)")
+      ->type_name("FILE")
+      ->group(data);
+  app.add_option("--distill-temperature", a->objective.distill_temperature,
+                 "records with soft_labels (peft classify --distill-out): KL at this temperature")
+      ->check(number_in({.lo = 0, .hi = {}, .lo_open = true}))
       ->group(data);
   app.add_option("--mlm-probability", a->objective.mask_probability,
                  "mlm: share of tokens selected for masking")
@@ -379,6 +407,13 @@ Runner setup_train(CLI::App& app) {
       ->check(at_least(0))
       ->group(output);
   app.add_flag("--json", a->json, "print a JSON summary as the last line")->group(output);
+  app.add_flag("--shard-optimizer", a->shard_optimizer,
+               "under mpirun: each rank keeps the AdamW state of 1/N of the parameters (ZeRO-1)")
+      ->group("Runtime");
+  app.add_option("--allreduce-dtype", a->allreduce_dtype,
+                 "under mpirun: sum gradients in f32 or bf16 (half the traffic)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->group("Runtime");
   app.add_option("--config", a->config,
                  "YAML run config: flag names (without --) to values; flags given win")
       ->type_name("FILE")

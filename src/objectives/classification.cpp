@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "objectives/batches.h"
 #include "ops/cross_entropy.h"
+#include "ops/elementwise.h"
 #include "train/data.h"
 
 namespace peft {
@@ -19,6 +20,41 @@ std::string label_text(const nlohmann::json& v, const std::string& path, int64_t
   if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
   if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
   fail("{} line {}: \"label\" must be a string or an integer, found {}", path, line, v.type_name());
+}
+
+// Σ_{rows r with a soft target} T² · Σ_l q_rl (log q_rl − log softmax(s_r / T)_l) / normaliser;
+// ds_r = T · (softmax(s_r / T) − q_r) / normaliser.
+Var distillation_loss(const Var& scores, const std::vector<const std::vector<float>*>& q,
+                      double temperature, float normaliser) {
+  const Tensor& s = scores->value;
+  const int64_t B = s.dim(0), L = s.dim(1);
+  Tensor grad = Tensor::zeros({B, L});
+  double total = 0;
+  for (int64_t r = 0; r < B; ++r) {
+    if (!q[size_t(r)]) continue;
+    const float* row = s.data<float>() + r * L;
+    double top = row[0] / temperature;
+    for (int64_t l = 1; l < L; ++l) top = std::max(top, row[l] / temperature);
+    double z = 0;
+    for (int64_t l = 0; l < L; ++l) z += std::exp(row[l] / temperature - top);
+    for (int64_t l = 0; l < L; ++l) {
+      const double log_p = row[l] / temperature - top - std::log(z);
+      const double ql = (*q[size_t(r)])[size_t(l)];
+      if (ql > 0) total += temperature * temperature * ql * (std::log(ql) - log_p);
+      grad.data<float>()[r * L + l] =
+          float(temperature * (std::exp(log_p) - ql) / double(normaliser));
+    }
+  }
+  const bool needs = needs_grad({&scores});
+  Var out = make_output(Tensor::from_vector({float(total / double(normaliser))}, {}), needs);
+  if (needs)
+    active_tape()->record([out, scores, grad]() {
+      if (!out->grad.defined()) return;
+      const float g = out->grad.data<float>()[0];
+      Tensor& ds = scores->grad_buffer();
+      for (int64_t i = 0; i < grad.numel(); ++i) ds.data<float>()[i] += g * grad.data<float>()[i];
+    });
+  return out;
 }
 
 }  // namespace
@@ -39,12 +75,38 @@ std::vector<ClassRecord> read_class_records(const std::string& path) {
     }
     if (v.contains("label") && !v["label"].is_null())
       c.label = label_text(v["label"], path, r.line);
+    if (v.contains("soft_labels")) {
+      const nlohmann::json& soft = v["soft_labels"];
+      if (!soft.is_object() || soft.empty())
+        fail("{} line {}: \"soft_labels\" must be an object {{label: probability}}", path, r.line);
+      for (const auto& [label, p] : soft.items()) {
+        if (!p.is_number() || p.get<double>() < 0)
+          fail("{} line {}: \"soft_labels\" of \"{}\" must be a probability", path, r.line, label);
+        c.soft_labels.emplace_back(label, p.get<double>());
+      }
+    }
     out.push_back(std::move(c));
   }
   return out;
 }
 
-int32_t ClassificationObjective::class_index(const ClassRecord& r, const std::string& path) const {
+int32_t ClassificationObjective::class_index(const ClassRecord& r, const std::string& path) {
+  if (!r.soft_labels.empty()) {
+    std::vector<float> q(labels_.size(), 0.0f);
+    double total = 0;
+    for (const auto& [label, p] : r.soft_labels) {
+      auto it = std::find(labels_.begin(), labels_.end(), label);
+      if (it == labels_.end())
+        fail("{} line {}: \"soft_labels\" names \"{}\", which is not one of the classes", path,
+             r.line, label);
+      q[size_t(it - labels_.begin())] = float(p);
+      total += p;
+    }
+    if (std::abs(total - 1.0) > 1e-3)
+      fail("{} line {}: \"soft_labels\" sum to {}, not 1", path, r.line, total);
+    soft_targets_.push_back(std::move(q));
+    return int32_t(labels_.size() + soft_targets_.size() - 1);
+  }
   if (r.label.empty()) return kIgnoreIndex;
   auto it = std::find(labels_.begin(), labels_.end(), r.label);
   if (it == labels_.end()) {
@@ -92,6 +154,13 @@ std::vector<int32_t> ClassificationObjective::read_rows(const Batch& b, const Va
   return rows;
 }
 
+int32_t ClassificationObjective::hard_target(int32_t value) const {
+  const int32_t L = int32_t(labels_.size());
+  if (value < L) return value;
+  const std::vector<float>& q = soft_targets_.at(size_t(value - L));
+  return int32_t(std::max_element(q.begin(), q.end()) - q.begin());
+}
+
 std::vector<int32_t> ClassificationObjective::targets(const Batch& b) const {
   const std::vector<int32_t> pos = read_positions(b);
   const int32_t* labels = b.labels.data<int32_t>();
@@ -101,11 +170,24 @@ std::vector<int32_t> ClassificationObjective::targets(const Batch& b) const {
 }
 
 Var ClassificationObjective::loss(const Batch& b, float normaliser, const ForwardContext& fwd) {
-  const std::vector<int32_t> t = targets(b);
+  std::vector<int32_t> t = targets(b);
+  const int32_t L = int32_t(labels_.size());
+  std::vector<const std::vector<float>*> soft(t.size(), nullptr);
+  bool any_soft = false, any_hard = false;
+  for (size_t r = 0; r < t.size(); ++r) {
+    if (t[r] >= L) soft[r] = &soft_targets_.at(size_t(t[r] - L)), t[r] = kIgnoreIndex;
+    any_soft |= soft[r] != nullptr;
+    any_hard |= t[r] != kIgnoreIndex;
+  }
+  const Var s = scores(b, fwd);
   CrossEntropyOptions o;
   o.normaliser = normaliser;
-  return cross_entropy_from_logits(scores(b, fwd),
-                                   Tensor::from_vector_i32(t, {int64_t(t.size())}), o);
+  Var hard;
+  if (any_hard || !any_soft)
+    hard = cross_entropy_from_logits(s, Tensor::from_vector_i32(t, {int64_t(t.size())}), o);
+  if (!any_soft) return hard;
+  Var distill = distillation_loss(s, soft, cfg_.distill_temperature, normaliser);
+  return any_hard ? add(hard, distill) : distill;
 }
 
 EvalMetrics ClassificationObjective::evaluate(const BatchBuilder& data, ModelHooks* hooks) {
@@ -119,7 +201,7 @@ EvalMetrics ClassificationObjective::evaluate(const BatchBuilder& data, ModelHoo
     for (int64_t r = 0; r < b.batch; ++r) {
       const float* row = s.data<float>() + r * L;
       all_scores.emplace_back(row, row + L);
-      all_targets.push_back(t[size_t(r)] == kIgnoreIndex ? -1 : t[size_t(r)]);
+      all_targets.push_back(t[size_t(r)] == kIgnoreIndex ? -1 : hard_target(t[size_t(r)]));
     }
   });
   return classification_metrics(labels_, std::move(all_scores), all_targets);

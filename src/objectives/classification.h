@@ -4,6 +4,11 @@
 // A subclass builds the example and the class scores s [B, L] of a batch; then
 //   p = softmax(s),   loss = Σ_records −log p[label] / normaliser
 // and evaluation reports loss, accuracy, macro-F1, the confusion matrix and every record's p.
+// Distillation (PET / iPET): a record with "soft_labels" {label: q_l} (a pattern ensemble's
+// temperature-T distribution, `peft classify --distill-out`) is trained with
+//   loss_r = T² · Σ_l q_l (log q_l − log softmax(s / T)_l)       (KL(q ‖ p_T), T = 2 default)
+// and evaluated against argmax q. Its example keeps L + (its index in soft_targets_) at the read
+// position, so batches need no new field.
 #pragma once
 
 #include <string>
@@ -15,7 +20,8 @@ namespace peft {
 
 struct ClassRecord {
   std::string text, text_b;
-  std::string label;  // "" when the record has none
+  std::string label;                                        // "" when the record has none
+  std::vector<std::pair<std::string, double>> soft_labels;  // distillation targets, or empty
   int64_t line = 0;
 };
 
@@ -46,14 +52,18 @@ class ClassificationObjective : public Objective {
   std::vector<int32_t> targets(const Batch& batch) const;
   // Last real token of each row (attention_mask), for decoders.
   static std::vector<int32_t> last_tokens(const Batch& batch);
-  // Class index of a record's label; an unknown label is an error naming the line.
-  int32_t class_index(const ClassRecord& r, const std::string& path) const;
+  // Class index of a record's label; an unknown label is an error naming the line. A record
+  // with soft labels gets L + the index of its distribution in soft_targets_.
+  int32_t class_index(const ClassRecord& r, const std::string& path);
+  // The hard class of a target value (argmax q for soft ones; −100 stays).
+  int32_t hard_target(int32_t value) const;
   // Truncation keeps the template and shortens text, then text_b (the longer first).
   static void fit_pieces(std::vector<int32_t>& a, std::vector<int32_t>& b, int64_t room);
 
   ObjectiveContext ctx_;
   ObjectiveConfig cfg_;
   std::vector<std::string> labels_;
+  std::vector<std::vector<float>> soft_targets_;  // per soft record, q in label order
 };
 
 }  // namespace peft

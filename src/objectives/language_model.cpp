@@ -26,8 +26,6 @@ class LanguageModelObjective : public Objective {
     if (!masked_ && !ctx_.model->is_causal_lm())
       fail("--task causal-lm needs a decoder; {} is a masked LM (use --task mlm)",
            ctx_.model->config().model_type);
-    if (masked_ && (!ctx_.tokenizer || ctx_.tokenizer->special_ids().mask < 0))
-      fail("--task mlm needs the model folder's tokenizer with a mask token");
   }
 
   std::vector<Example> read(const std::string& path, bool eval) override {
@@ -42,6 +40,11 @@ class LanguageModelObjective : public Objective {
       Example& e = examples[i];
       // Records that already say which positions to score (pre-tokenised with labels) keep them.
       if (e.labels != e.input_ids) continue;
+      if (!ctx_.tokenizer || ctx_.tokenizer->special_ids().mask < 0)
+        fail(
+            "{} record {}: --task mlm masks text records with the model folder's tokenizer, "
+            "which is missing or has no mask token (records with \"labels\" need none)",
+            path, i + 1);
       mask_tokens(e, *ctx_.tokenizer, vocab, m, i);
     }
     return examples;

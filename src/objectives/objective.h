@@ -30,6 +30,9 @@ struct ObjectiveConfig {
   std::vector<std::string> labels;    // seq-cls: class names in order (empty: from the data)
   double mask_probability = 0.15;     // mlm
   bool whole_word_mask = false;       // mlm
+  double pet_mlm_weight = 0;          // pet: PET's α, loss = (1 − α)·L_CE + α·L_MLM
+  std::string unlabeled_data;         // pet: the texts of the auxiliary MLM loss
+  double distill_temperature = 2;     // soft_labels records: KL at this temperature
   uint64_t seed = 0;
   int64_t max_len = 512;
 };

@@ -5,10 +5,14 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "autograd/tape.h"
 #include "core/error.h"
 #include "io/files.h"
 #include "objectives/batches.h"
+#include "objectives/masking.h"
+#include "ops/elementwise.h"
 #include "ops/linear.h"
+#include "train/data.h"
 
 namespace peft {
 
@@ -103,7 +107,10 @@ PetObjective::PetObjective(const ObjectiveContext& ctx, const ObjectiveConfig& c
       const std::vector<int32_t> t = tok->encode(mask_prefix_ + w, false);
       if (t.size() != 1) {
         std::string pieces;
-        for (int32_t id : t) pieces += (pieces.empty() ? "" : " ") + tok->id_to_token(id);
+        for (int32_t id : t) {  // appended piece by piece (GCC 12 -Wrestrict on "" + string)
+          if (!pieces.empty()) pieces += ' ';
+          pieces += tok->id_to_token(id);
+        }
         fail(
             "--verbalizer: \"{}\" (label \"{}\") is {} tokens [{}], and PET needs one token per "
             "word: choose a word that is a single token",
@@ -124,6 +131,60 @@ PetObjective::PetObjective(const ObjectiveContext& ctx, const ObjectiveConfig& c
     for (size_t j = 0; j < label_tokens_[size_t(l)].size(); ++j, ++k)
       avg[size_t(l * K + k)] = 1.0f / float(label_tokens_[size_t(l)].size());
   averaging_ = constant(Tensor::from_vector(avg, {L, K}), "pet.verbalizer_average");
+
+  const double alpha = cfg_.pet_mlm_weight;
+  if (alpha < 0 || alpha > 1) fail("--pet-mlm-weight {}: expected a weight in [0, 1]", alpha);
+  if ((alpha > 0) != !cfg_.unlabeled_data.empty())
+    fail(
+        "--pet-mlm-weight and --unlabeled-data go together (PET's auxiliary MLM loss on "
+        "unlabeled text)");
+  if (alpha > 0) {
+    if (!masked_lm_)
+      fail("--pet-mlm-weight: the auxiliary MLM loss needs a masked LM (BERT); {} is a decoder",
+           ctx_.model->config().model_type);
+    const std::string& path = cfg_.unlabeled_data;
+    const std::vector<JsonRecord> records = read_json_records(path);
+    if (records.empty()) fail("{}: no records", path);
+    std::vector<Example> examples;
+    if (records.front().value.is_object() && records.front().value.contains("input_ids")) {
+      examples = read_training_records(path, tok, vocab);
+    } else {
+      for (const ClassRecord& r : read_class_records(path)) {
+        ClassRecord text_only = r;
+        text_only.label.clear(), text_only.soft_labels.clear();
+        examples.push_back(build(text_only, kIgnoreIndex));
+      }
+    }
+    MaskingOptions m;
+    m.probability = cfg_.mask_probability;
+    m.whole_word = cfg_.whole_word_mask;
+    m.seed = cfg_.seed * 2 + 1000003;  // a stream of its own
+    for (size_t i = 0; i < examples.size(); ++i)
+      if (examples[i].labels == examples[i].input_ids || records.front().value.contains("text"))
+        mask_tokens(examples[i], *tok, vocab, m, i);
+    BatchingOptions batching;
+    batching.shuffle = false;
+    batching.shifted = false;
+    batching.max_len = cfg_.max_len;
+    batching.pad_id = tok->pad_id() >= 0 ? tok->pad_id() : 0;
+    unlabeled_ = std::make_unique<BatchBuilder>(std::move(examples), batching);
+  }
+}
+
+Var PetObjective::loss(const Batch& b, float normaliser, const ForwardContext& fwd) {
+  Var ce = ClassificationObjective::loss(b, normaliser, fwd);
+  if (!unlabeled_ || !fwd.training) return ce;  // evaluation: the classification loss alone
+  const double alpha = cfg_.pet_mlm_weight;
+  std::vector<size_t> rows(size_t(b.batch));
+  for (size_t& r : rows) r = next_unlabeled_++ % unlabeled_->num_examples();
+  const Batch u = unlabeled_->make_batch(rows);
+  if (u.target_tokens == 0) return scale(ce, float(1 - alpha));
+  Var hidden = ctx_.model->forward(model_inputs(u), fwd);
+  CrossEntropyOptions o;
+  o.normaliser = double(u.target_tokens);
+  Var mlm = ctx_.model->loss(hidden, u.labels, o);
+  return add(scale(ce, float(1 - alpha)),
+             scale(mlm, float(alpha * double(b.batch) / double(normaliser))));
 }
 
 Example PetObjective::build(const ClassRecord& r, int32_t class_index) {

@@ -6,6 +6,13 @@
 // token before the mask (the example ends there). Each piece of the pattern is tokenised on its
 // own; for decoders whitespace before {mask} belongs to the verbalizer word (" great").
 // Truncation shortens {text} / {text_b} (the longer first), never the pattern or the mask.
+// PET's auxiliary language-modelling loss (masked LMs, --pet-mlm-weight α > 0): each training
+// batch of B labelled records is paired with the next B examples of --unlabeled-data (in file
+// order, cycling): texts through the pattern, then masked as --task mlm masks (15%, 80/10/10,
+// seeded); pre-tokenised {"input_ids", "labels"} records keep their labels. With N the batch's
+// normaliser (its labelled records),
+//   loss = (1 − α) · Σ CE / N + α · (B / N) · L_MLM      (L_MLM: mean over the masked tokens)
+// which is PET's (1 − α)·L_CE + α·L_MLM for one batch; evaluation reports the CE alone.
 #pragma once
 
 #include <memory>
@@ -34,6 +41,7 @@ class PetObjective final : public ClassificationObjective {
  public:
   PetObjective(const ObjectiveContext& ctx, const ObjectiveConfig& cfg, const std::string& pattern);
   Var scores(const Batch& batch, const ForwardContext& fwd) override;
+  Var loss(const Batch& batch, float normaliser, const ForwardContext& fwd) override;
   // The verbalizer's token ids, label by label.
   const std::vector<std::vector<int32_t>>& verbalizer_ids() const { return label_tokens_; }
 
@@ -45,8 +53,10 @@ class PetObjective final : public ClassificationObjective {
   bool masked_lm_;
   std::string mask_prefix_;  // decoders: whitespace moved into the word
   std::vector<std::vector<int32_t>> label_tokens_;
-  std::vector<int32_t> flat_tokens_;  // every verbalizer token, label by label
-  Var averaging_;                     // [L, K]: 1/|V_l| where token k belongs to l
+  std::vector<int32_t> flat_tokens_;         // every verbalizer token, label by label
+  Var averaging_;                            // [L, K]: 1/|V_l| where token k belongs to l
+  std::unique_ptr<BatchBuilder> unlabeled_;  // the auxiliary MLM examples
+  size_t next_unlabeled_ = 0;
 };
 
 std::unique_ptr<Objective> make_pet_objective(const ObjectiveContext& ctx,

@@ -46,7 +46,10 @@ class SeqClsObjective final : public ClassificationObjective {
     if (labels_.empty()) {
       std::set<std::string> seen;
       for (const ClassRecord& r : read_class_records(path))
-        if (!r.label.empty()) seen.insert(r.label);
+        if (!r.label.empty())
+          seen.insert(r.label);
+        else
+          for (const auto& soft : r.soft_labels) seen.insert(soft.first);
       labels_.assign(seen.begin(), seen.end());
       if (labels_.size() < 2)
         fail("{}: --task seq-cls needs at least two distinct labels, found {}", path,
@@ -102,7 +105,45 @@ class SeqClsObjective final : public ClassificationObjective {
     // methods, base_model.<module> for prompt-learning ones (their base_model is the HF model).
     const std::string config_path = join_path(dir, "adapter_config.json");
     const std::string weights_path = join_path(dir, "adapter_model.safetensors");
-    if (!file_exists(config_path) || !file_exists(weights_path)) return;  // a full fine-tune
+    nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
+    for (size_t i = 0; i < labels_.size(); ++i) {
+      id2label[std::to_string(i)] = labels_[i];
+      label2id[labels_[i]] = int64_t(i);
+    }
+    if (!file_exists(config_path) || !file_exists(weights_path)) {
+      // A full fine-tune: the model folder's config.json names the classes and the
+      // *ForSequenceClassification class, whose head (classifier / score) is in its weights.
+      const std::string model_config = join_path(dir, "config.json");
+      if (!file_exists(model_config)) return;
+      nlohmann::json config = read_json_file(model_config);
+      std::string arch = config.contains("architectures") && config["architectures"].is_array() &&
+                                 !config["architectures"].empty()
+                             ? config["architectures"][0].get<std::string>()
+                             : std::string();
+      for (const char* suffix : {"ForMaskedLM", "ForCausalLM", "Model"})
+        if (arch.ends_with(suffix)) {
+          arch = arch.substr(0, arch.size() - std::string(suffix).size());
+          break;
+        }
+      if (!arch.empty()) config["architectures"] = {arch + "ForSequenceClassification"};
+      if (bert_ && !pooler_trainable_) {  // the checkpoint's frozen pooler goes with the head
+        const std::string weights = join_path(dir, "model.safetensors");
+        std::vector<std::pair<std::string, Tensor>> tensors;
+        {
+          SafetensorsFile existing(weights);
+          for (const SafetensorInfo& info : existing.tensors())
+            tensors.emplace_back(info.name, existing.get(info.name).to(DType::F32).clone());
+        }
+        tensors.emplace_back("bert.pooler.dense.weight", pooler_w_->value);
+        tensors.emplace_back("bert.pooler.dense.bias", pooler_b_->value);
+        save_safetensors(weights, tensors);
+      }
+      config["num_labels"] = labels_.size();
+      config["id2label"] = id2label;
+      config["label2id"] = label2id;
+      write_json_atomic(model_config, config);
+      return;
+    }
     nlohmann::json config = read_json_file(config_path);
     const std::string type = config.value("peft_type", "");
     const bool prompt_learning =
@@ -120,8 +161,6 @@ class SeqClsObjective final : public ClassificationObjective {
     if (pooler_trainable_) modules.push_back("bert.pooler");
     config["modules_to_save"] = modules;
     config["task_type"] = "SEQ_CLS";
-    nlohmann::json id2label = nlohmann::json::object();
-    for (size_t i = 0; i < labels_.size(); ++i) id2label[std::to_string(i)] = labels_[i];
     config["id2label"] = id2label;
     save_safetensors(weights_path, tensors);
     write_json_atomic(config_path, config);

@@ -4,10 +4,13 @@
 
 namespace peft {
 
-AdamW::AdamW(ParamStore& params, AdamWConfig config) : params_(params), config_(config) {
+AdamW::AdamW(ParamStore& params, AdamWConfig config, int64_t begin, int64_t end)
+    : params_(params), config_(config), begin_(begin), end_(end < 0 ? params.size() : end) {
   PEFT_CHECK(params.allocated(), "AdamW over unallocated parameters");
-  m_ = Tensor::zeros({params.size()});
-  v_ = Tensor::zeros({params.size()});
+  PEFT_CHECK(0 <= begin_ && begin_ <= end_ && end_ <= params.size(), "AdamW range [{}, {}) of {}",
+             begin_, end_, params.size());
+  m_ = Tensor::zeros({end_ - begin_});
+  v_ = Tensor::zeros({end_ - begin_});
 }
 
 void AdamW::step(float lr) {
@@ -17,11 +20,11 @@ void AdamW::step(float lr) {
   const float bias1 = 1.0f - std::pow(b1, float(t_));
   const float bias2_sqrt = std::sqrt(1.0f - std::pow(b2, float(t_)));
   const float step_size = lr / bias1;
-  float* p = params_.values().data<float>();
-  const float* g = params_.grads().data<float>();
+  float* p = params_.values().data<float>() + begin_;
+  const float* g = params_.grads().data<float>() + begin_;
   float* m = m_.data<float>();
   float* v = v_.data<float>();
-  const int64_t n = params_.size();
+  const int64_t n = end_ - begin_;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     p[i] *= decay;

@@ -3,12 +3,15 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "dist/comm.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "train/data_parallel.h"
 #include "train/plot.h"
 
 namespace peft {
@@ -21,6 +24,17 @@ std::string format_duration(double seconds) {
   const long s = long(seconds + 0.5);
   if (s >= 3600) return fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
   return fmt::format("{:02}:{:02}", s / 60, s % 60);
+}
+
+// ZeRO stage 1: the AdamW moments are split over the ranks.
+bool sharded(const TrainerOptions& o) {
+  return o.shard_optimizer && dist::size() > 1;
+}
+
+// The slice of the parameter buffer whose AdamW moments this rank keeps.
+std::pair<int64_t, int64_t> optimizer_range(const ParamStore& params, const TrainerOptions& o) {
+  if (!sharded(o)) return {0, params.size()};
+  return share_of(params.size(), dist::rank(), dist::size());
 }
 
 }  // namespace
@@ -49,7 +63,8 @@ Trainer::Trainer(ParamStore& params, const BatchBuilder& train_data, const Batch
       loss_(std::move(loss)),
       save_adapter_(std::move(save_adapter)),
       options_(std::move(options)),
-      optimizer_(params, options_.adamw) {
+      optimizer_(params, options_.adamw, optimizer_range(params, options_).first,
+                 optimizer_range(params, options_).second) {
   if (train_.num_examples() == 0) fail("the training data holds no usable example");
   PEFT_CHECK(options_.grad_accum >= 1, "grad_accum {}", options_.grad_accum);
   const int64_t batches = int64_t(train_.plan_epoch(options_.seed, 0).batches.size());
@@ -61,20 +76,20 @@ Trainer::Trainer(ParamStore& params, const BatchBuilder& train_data, const Batch
 
 double Trainer::evaluate(const BatchBuilder& data) const {
   NoGradGuard no_grad;
-  double sum = 0;
-  int64_t tokens = 0;
+  double sums[2] = {0, 0};  // NLL, target tokens
   const EpochPlan plan = data.plan_epoch(0, 0);
-  for (const auto& indices : plan.batches) {
-    Batch b = data.make_batch(indices);
+  for (size_t i = size_t(dist::rank()); i < plan.batches.size(); i += size_t(dist::size())) {
+    Batch b = data.make_batch(plan.batches[i]);
     if (b.target_tokens == 0) continue;
-    sum += double(loss_(b, 1.0f, false)->value.data<float>()[0]);
-    tokens += b.target_tokens;
+    sums[0] += double(loss_(b, 1.0f, false)->value.data<float>()[0]);
+    sums[1] += double(b.target_tokens);
   }
-  return tokens ? sum / double(tokens) : 0.0;
+  dist::allreduce_sum(sums, 2);
+  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 
 void Trainer::append_metrics(const std::string& line) const {
-  if (options_.out_dir.empty()) return;
+  if (options_.out_dir.empty() || !dist::is_root()) return;
   const std::string path = join_path(options_.out_dir, "metrics.jsonl");
   std::FILE* f = std::fopen(path.c_str(), "a");
   if (!f) fail("{}: cannot open for appending", path);
@@ -83,7 +98,7 @@ void Trainer::append_metrics(const std::string& line) const {
 }
 
 void Trainer::write_plot() const {
-  if (options_.out_dir.empty()) return;
+  if (options_.out_dir.empty() || !dist::is_root()) return;
   // The raw step losses faint, their EMA over them, the evaluations as marked points.
   std::vector<PlotSeries> series(1);
   series[0] = {"train", "#1f77b4", train_curve_};
@@ -104,17 +119,33 @@ void Trainer::write_plot() const {
                     render_loss_svg(series, options_.plot_title));
 }
 
-void Trainer::save_checkpoint(int64_t step) const {
+Tensor Trainer::full_moment(Tensor& shard) {
+  if (!sharded(options_)) return shard;
+  Tensor full = dist::is_root() ? Tensor::zeros({params_.size()}) : Tensor();
+  for (int r = 0; r < dist::size(); ++r) {
+    const auto [lo, hi] = share_of(params_.size(), r, dist::size());
+    if (r == 0 && dist::is_root())
+      std::memcpy(full.data<float>() + lo, shard.data<float>(), size_t(hi - lo) * sizeof(float));
+    else if (r > 0)
+      dist::send_to_root(dist::is_root() ? full.data<float>() + lo : shard.data<float>(), hi - lo,
+                         r);
+  }
+  return full;
+}
+
+void Trainer::save_checkpoint(int64_t step) {
   namespace fs = std::filesystem;
+  check_replicas_agree(params_.values(), fmt::format("checkpoint-{}", step).c_str());
+  // Every rank takes part in gathering a sharded optimizer state; rank 0 alone writes.
+  Tensor m = full_moment(optimizer_.m()), v = full_moment(optimizer_.v());
+  if (!dist::is_root()) return;
   const std::string final_dir = join_path(options_.out_dir, fmt::format("checkpoint-{}", step));
   const std::string temp_dir = final_dir + ".partial";
   fs::remove_all(temp_dir);
   fs::create_directories(temp_dir);
   save_adapter_(temp_dir);
   save_safetensors(join_path(temp_dir, "trainer_state.safetensors"),
-                   {{"params", params_.values()},
-                    {"adamw_m", const_cast<AdamW&>(optimizer_).m()},
-                    {"adamw_v", const_cast<AdamW&>(optimizer_).v()}});
+                   {{"params", params_.values()}, {"adamw_m", m}, {"adamw_v", v}});
   nlohmann::json state{{"step", step_},
                        {"epoch", epoch_},
                        {"cursor", cursor_},
@@ -152,8 +183,15 @@ void Trainer::resume_from(const std::string& dir) {
            state.at("seed").get<uint64_t>(), options_.seed);
     SafetensorsFile file(join_path(dir, "trainer_state.safetensors"));
     params_.values().copy_from(file.get("params"));
-    optimizer_.m().copy_from(file.get("adamw_m"));
-    optimizer_.v().copy_from(file.get("adamw_v"));
+    // The whole moments are stored; a sharded optimizer takes its slice (any number of ranks).
+    for (const auto& [name, moment] : {std::pair<const char*, Tensor*>{"adamw_m", &optimizer_.m()},
+                                       {"adamw_v", &optimizer_.v()}}) {
+      const Tensor stored = file.get(name);
+      if (stored.dtype() != DType::F32 || stored.numel() != params_.size())
+        fail("{}: {} holds {} values, expected {} f32", dir, name, stored.numel(), params_.size());
+      std::memcpy(moment->data<float>(), stored.data<float>() + optimizer_.begin(),
+                  size_t(moment->numel()) * sizeof(float));
+    }
     optimizer_.set_steps(state.at("adamw_steps").get<int64_t>());
     step_ = state.at("step").get<int64_t>();
     epoch_ = state.at("epoch").get<int64_t>();
@@ -176,20 +214,31 @@ TrainResult Trainer::train() {
   EpochPlan plan = train_.plan_epoch(options_.seed, epoch_);
   const int64_t resumed_at = step_;
   double last_loss = 0;
+  const int ranks = dist::size();
+  result.ranks = ranks;
   while (step_ < total_steps_) {
     std::vector<Batch> micro;
-    while (int64_t(micro.size()) < options_.grad_accum) {
+    int64_t taken = 0;  // micro-batches of the global plan in this step
+    while (taken < options_.grad_accum) {
       if (cursor_ >= int64_t(plan.batches.size())) {
-        if (!micro.empty()) break;  // the epoch's last, shorter accumulation
+        if (taken > 0) break;  // the epoch's last, shorter accumulation
         ++epoch_;
         cursor_ = 0;
         plan = train_.plan_epoch(options_.seed, epoch_);
         continue;
       }
-      micro.push_back(train_.make_batch(plan.batches[size_t(cursor_++)]));
+      // Several ranks: this rank's share of the micro-batch's records (none when it has fewer
+      // records than ranks).
+      const std::vector<size_t>& all = plan.batches[size_t(cursor_++)];
+      std::vector<size_t> mine = ranks > 1 ? records_of_rank(all, dist::rank(), ranks) : all;
+      ++taken;
+      if (!mine.empty()) micro.push_back(train_.make_batch(mine));
     }
-    int64_t target_tokens = 0, real_tokens = 0;
-    for (const Batch& b : micro) target_tokens += b.target_tokens, real_tokens += b.real_tokens;
+    double counts[2] = {0, 0};  // the step's target and real tokens over every rank
+    for (const Batch& b : micro)
+      counts[0] += double(b.target_tokens), counts[1] += double(b.real_tokens);
+    dist::allreduce_sum(counts, 2);
+    const int64_t target_tokens = int64_t(counts[0]), real_tokens = int64_t(counts[1]);
     params_.zero_grad();
     double step_loss = 0;
     if (target_tokens > 0) {
@@ -199,6 +248,19 @@ TrainResult Trainer::train() {
         step_loss += double(loss->value.data<float>()[0]);
         if (loss->requires_grad) tape.backward(loss);
       }
+    }
+    if (ranks > 1) {  // one all-reduce over the single gradient buffer, one for the loss
+      const auto wait_start = Clock::now();
+      dist::barrier();  // one message: separates waiting for the slowest rank from the transfer
+      const auto reduce_start = Clock::now();
+      result.wait_seconds += std::chrono::duration<double>(reduce_start - wait_start).count();
+      if (options_.allreduce_bf16)
+        dist::allreduce_sum_bf16(params_.grads().data<float>(), params_.size());
+      else
+        dist::allreduce_sum(params_.grads().data<float>(), params_.size());
+      dist::allreduce_sum(&step_loss, 1);
+      result.allreduce_seconds +=
+          std::chrono::duration<double>(Clock::now() - reduce_start).count();
     }
     const int64_t step_number = step_ + 1;
     if (!std::isfinite(step_loss))
@@ -213,6 +275,13 @@ TrainResult Trainer::train() {
     const float lr = learning_rate_at(options_.schedule, options_.lr, step_, options_.warmup_steps,
                                       total_steps_);
     optimizer_.step(lr);
+    if (sharded(options_)) {
+      // ZeRO-1: every rank updated its slice; each slice goes from its owner to the others.
+      for (int r = 0; r < ranks; ++r) {
+        const auto [lo, hi] = share_of(params_.size(), r, ranks);
+        dist::broadcast(params_.values().data<float>() + lo, hi - lo, r);
+      }
+    }
     step_ = step_number;
     tokens_seen += real_tokens;
     last_loss = step_loss;
@@ -239,7 +308,7 @@ TrainResult Trainer::train() {
     if (last || line.contains("eval_loss") ||
         (options_.save_every > 0 && step_ % options_.save_every == 0))
       write_plot();
-    if (options_.progress) {
+    if (options_.progress && dist::is_root()) {
       const int width = 24;
       const int filled = int(double(width) * double(step_) / double(total_steps_));
       const double eta = elapsed / double(step_ - resumed_at) * double(total_steps_ - step_);
@@ -253,6 +322,7 @@ TrainResult Trainer::train() {
     if (options_.save_every > 0 && step_ % options_.save_every == 0 && !options_.out_dir.empty())
       save_checkpoint(step_);
   }
+  check_replicas_agree(params_.values(), "end of training");
   result.steps = step_;
   result.final_loss = last_loss;
   result.seconds = std::chrono::duration<double>(Clock::now() - start).count();

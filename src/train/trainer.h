@@ -5,6 +5,8 @@
 //   step k applies)
 // AdamW with warmup + schedule, clipping by global norm, periodic evaluation, metrics.jsonl,
 // loss.svg, atomic checkpoints (checkpoint-STEP/) and exact resume.
+// Under mpirun each step's batch is split across the ranks and the gradients summed with one
+// all-reduce (train/data_parallel.h); rank 0 alone writes metrics, the plot and checkpoints.
 #pragma once
 
 #include <functional>
@@ -35,6 +37,11 @@ struct TrainerOptions {
   std::string out_dir;
   bool progress = false;                     // progress bar on stderr
   std::string plot_title = "training loss";  // loss.svg's title, e.g. "lora fine-tune of qwen-tiny"
+  // With several ranks: each keeps the AdamW moments of its slice of the parameters only (ZeRO
+  // stage 1).
+  bool shard_optimizer = false;
+  // With several ranks: gradients summed in bf16 (half the traffic; for full fine-tuning).
+  bool allreduce_bf16 = false;
 };
 
 // Sum of token NLLs of a batch divided by `normaliser`. `training`: a training step (the tape
@@ -50,6 +57,10 @@ struct TrainResult {
   std::optional<double> eval_loss;
   double tokens_per_s = 0;
   double seconds = 0;
+  int ranks = 1;
+  // Several ranks: time waiting at the step's end for the slowest rank (a barrier), then in the
+  // gradient and loss all-reduces themselves.
+  double wait_seconds = 0, allreduce_seconds = 0;
 };
 
 class Trainer {
@@ -62,12 +73,15 @@ class Trainer {
   // Extra state (e.g. a dropout Rng) saved with checkpoints: position getter and setter.
   void track_rng(Rng* rng) { tracked_rngs_.push_back(rng); }
   TrainResult train();
-  // Token-weighted mean NLL over a whole data set, without recording.
+  // Token-weighted mean NLL over a whole data set, without recording (the batches split over the
+  // ranks; every rank must call it).
   double evaluate(const BatchBuilder& data) const;
   int64_t total_steps() const { return total_steps_; }
 
  private:
-  void save_checkpoint(int64_t step) const;
+  void save_checkpoint(int64_t step);
+  // The AdamW moment `which` (m or v) of every parameter, on rank 0 (gathered from the shards).
+  Tensor full_moment(Tensor& shard);
   void append_metrics(const std::string& line) const;
   void write_plot() const;
 

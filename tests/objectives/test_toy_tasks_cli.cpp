@@ -1,0 +1,127 @@
+// Learnable toy tasks through the binary: the label is a visible word of the text ("good" /
+// "bad" among filler words), so PET (verbalizer good / bad) and a seq-cls head both learn it from
+// 40 examples on a tiny random BERT; and every method trains under PET and seq-cls (the loss of
+// a fixed full batch falls). Seeded; a few seconds with one thread.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/cli_run.h"
+
+namespace peft {
+namespace {
+
+using peft::testing::fresh_dir;
+using peft::testing::last_line;
+using peft::testing::run_peft;
+
+const char* kVerbalizer = R"('{"negative": "bad", "positive": "good"}')";
+const char* kPattern = R"("{text} It was {mask}.")";
+
+void write_toy(const std::string& path, int n, uint32_t seed) {
+  static const char* fill[] = {"the",   "a",     "movie", "film", "story", "plot",
+                               "actor", "scene", "music", "time", "day",   "night",
+                               "house", "car",   "dog",   "cat",  "tree",  "book"};
+  std::mt19937 rng(seed);
+  std::ofstream f(path);
+  for (int i = 0; i < n; ++i) {
+    const bool positive = rng() % 2;
+    std::vector<std::string> words;
+    const int len = 3 + int(rng() % 5);
+    for (int w = 0; w < len; ++w) words.push_back(fill[rng() % 18]);
+    words.insert(words.begin() + long(rng() % (words.size() + 1)), positive ? "good" : "bad");
+    std::string text;
+    for (const std::string& w : words) text += (text.empty() ? "" : " ") + w;
+    f << nlohmann::json{{"text", text}, {"label", positive ? "positive" : "negative"}}.dump()
+      << "\n";
+  }
+}
+
+class ToyTask : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fresh_dir("toy_tasks");
+    write_toy(dir_ + "/train.jsonl", 40, 1);
+    write_toy(dir_ + "/test.jsonl", 100, 2);
+    const auto r =
+        run_peft("init --arch bert --preset tiny --seed 1 --out " + dir_ + "/bert --vocab-from " +
+                 PEFT_ASSETS_DIR + "/tokenizers/bert-base-uncased");
+    ASSERT_EQ(r.status, 0) << r.err;
+  }
+  static std::string task_flags(const std::string& task) {
+    return "--model " + dir_ + "/bert --task " + task +
+           (task == "pet" ? std::string(" --pattern ") + kPattern + " --verbalizer " + kVerbalizer
+                          : std::string()) +
+           " --data " + dir_ + "/train.jsonl --seed 1 --overwrite --json";
+  }
+  static std::string dir_;
+};
+std::string ToyTask::dir_;
+
+TEST_F(ToyTask, PetAndSeqClsReachNinetyPercentFromFortyExamples) {
+  for (const std::string task : {"pet", "seq-cls"}) {
+    const std::string out = dir_ + "/acc-" + task;
+    const auto r =
+        run_peft("train " + task_flags(task) + " --method lora --epochs 20 " +
+                 "--batch-size 8 --lr 1e-2 --eval-data " + dir_ + "/test.jsonl --out " + out);
+    ASSERT_EQ(r.status, 0) << r.err;
+    const auto j = nlohmann::json::parse(last_line(r.out));
+    EXPECT_GE(j["eval_accuracy"].get<double>(), 0.9) << task << ": " << r.out;
+    if (task != "pet") continue;
+    // peft eval with the pattern scores the same records as the trainer's evaluation and as
+    // peft classify: the same accuracy, plus macro-F1.
+    const std::string pet = std::string(" --pattern ") + kPattern + " --verbalizer " + kVerbalizer;
+    const auto e = run_peft("eval --model " + dir_ + "/bert --adapter " + out + pet + " --data " +
+                            dir_ + "/test.jsonl --json");
+    ASSERT_EQ(e.status, 0) << e.err;
+    const auto ej = nlohmann::json::parse(last_line(e.out));
+    EXPECT_DOUBLE_EQ(ej["accuracy"].get<double>(), j["eval_accuracy"].get<double>()) << e.out;
+    EXPECT_NEAR(ej["loss"].get<double>(), j["eval_loss"].get<double>(), 1e-6) << e.out;
+    EXPECT_EQ(ej["tokens"].get<int64_t>(), 100);
+    EXPECT_GT(ej["macro_f1"].get<double>(), 0.85) << e.out;
+    const auto c = run_peft("classify --model " + dir_ + "/bert --adapter " + out + pet +
+                            " --data " + dir_ + "/test.jsonl --json");
+    ASSERT_EQ(c.status, 0) << c.err;
+    const auto cj = nlohmann::json::parse(last_line(c.out));
+    EXPECT_DOUBLE_EQ(cj["accuracy"].get<double>(), ej["accuracy"].get<double>());
+    EXPECT_DOUBLE_EQ(cj["macro_f1"].get<double>(), ej["macro_f1"].get<double>());
+    // The pattern without its verbalizer is refused.
+    const auto bad = run_peft("eval --model " + dir_ + "/bert --pattern " + kPattern + " --data " +
+                              dir_ + "/test.jsonl");
+    EXPECT_EQ(bad.status, 1);
+    EXPECT_NE(bad.err.find("--pattern needs --verbalizer"), std::string::npos) << bad.err;
+  }
+}
+
+TEST_F(ToyTask, EveryMethodLowersTheLossUnderPetAndSeqCls) {
+  struct Case {
+    std::string task, method, lr;
+  };
+  const std::vector<Case> cases = {
+      {"pet", "full", "1e-3"},        {"pet", "lora", "1e-2"},
+      {"pet", "prompt", "0.3"},       {"pet", "prefix", "0.1"},
+      {"pet", "adapter", "1e-2"},     {"pet", "ptuning-v2", "0.1"},
+      {"seq-cls", "full", "1e-3"},    {"seq-cls", "lora", "1e-2"},
+      {"seq-cls", "prompt", "3e-3"},  {"seq-cls", "prefix", "3e-3"},
+      {"seq-cls", "adapter", "3e-3"}, {"seq-cls", "ptuning-v2", "3e-3"},
+  };
+  for (const Case& c : cases) {
+    const std::string out = dir_ + "/loss-" + c.task + "-" + c.method;
+    const auto r = run_peft("train " + task_flags(c.task) + " --method " + c.method +
+                            " --max-steps 40 --batch-size 40 --lr " + c.lr + " --out " + out);
+    ASSERT_EQ(r.status, 0) << c.task << " " << c.method << ": " << r.err;
+    std::ifstream f(out + "/metrics.jsonl");
+    std::vector<double> losses;
+    for (std::string line; std::getline(f, line);)
+      losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+    ASSERT_EQ(losses.size(), 40u) << c.task << " " << c.method;
+    const double last = (losses[37] + losses[38] + losses[39]) / 3;
+    EXPECT_LT(last, losses[0]) << c.task << " " << c.method;
+  }
+}
+
+}  // namespace
+}  // namespace peft

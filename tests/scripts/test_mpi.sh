@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Data-parallel training (docs/distributed.md): `mpirun -np 2 peft train` against one process with
+# the same global batch, on a tiny random Qwen2 model.
+#  1. LoRA, prompt tuning and full fine-tuning with a sharded AdamW state (ZeRO-1): the same
+#     per-step losses and final weights within 1e-5 relative (f32; only summation order differs);
+#     gradients summed in bf16 stay within 1e-3 (losses) and 1e-2 (weights);
+#  2. resume with a different number of ranks: a 2-rank sharded checkpoint continued by one
+#     process, a 1-process checkpoint continued by 2 ranks, each ends where the uninterrupted
+#     run ends;
+#  3. an error on rank 0 stops every rank (MPI_Abort) with the one-line error; a rank killed
+#     mid-run stops every rank with an error (no hang).
+# Every mpirun is bounded by `timeout`, so a hang fails the test instead of stalling CI.
+# Usage: test_mpi.sh PEFT_BINARY MPIEXEC
+set -euo pipefail
+PEFT="$1"
+MPIEXEC="$2"
+here="$(cd "$(dirname "$0")" && pwd)"
+data="$here/../../data/demo"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# Containers and CI: root, loopback only, no CMA (single-copy) between processes.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+  OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+mpi2() { timeout 60 "$MPIEXEC" -np 2 "$PEFT" "$@"; }
+same() { python3 "$here/same_tensors.py" 1e-5 "$@" || fail "$*: the 2-rank run differs (above)"; }
+
+"$PEFT" init --arch qwen2 --preset tiny --vocab-from "$data" --seed 0 --out "$tmp/m" > /dev/null
+# 5 records a micro-batch (ranks take 2 and 3), 2 micro-batches a step, 47 records: the epoch
+# ends in a short accumulation.
+common=(--model "$tmp/m" --data "$data/train.jsonl" --batch-size 5 --grad-accum 2 --lr 5e-3
+  --threads 1 --json)
+
+# 1. one process against two ranks
+"$PEFT" train "${common[@]}" --max-steps 6 --out "$tmp/lora1" > /dev/null
+mpi2 train "${common[@]}" --max-steps 6 --out "$tmp/lora2" > "$tmp/lora2.json" ||
+  fail "2-rank LoRA run failed"
+grep -q '"ranks":2' "$tmp/lora2.json" || fail "the summary does not say 2 ranks: $(cat "$tmp/lora2.json")"
+[ "$(wc -l < "$tmp/lora2.json")" = 1 ] || fail "more than rank 0 printed a summary"
+same --metrics "$tmp/lora2/metrics.jsonl" "$tmp/lora1/metrics.jsonl"
+same "$tmp/lora2/adapter_model.safetensors" "$tmp/lora1/adapter_model.safetensors"
+
+prompt=(--method prompt --num-virtual-tokens 4 --max-steps 4)
+"$PEFT" train "${common[@]}" "${prompt[@]}" --out "$tmp/prompt1" > /dev/null
+mpi2 train "${common[@]}" "${prompt[@]}" --out "$tmp/prompt2" > /dev/null ||
+  fail "2-rank prompt-tuning run failed"
+same --metrics "$tmp/prompt2/metrics.jsonl" "$tmp/prompt1/metrics.jsonl"
+same "$tmp/prompt2/adapter_model.safetensors" "$tmp/prompt1/adapter_model.safetensors"
+
+full=(--method full --max-steps 4 --save-every 2)
+"$PEFT" train "${common[@]}" "${full[@]}" --out "$tmp/full1" > /dev/null
+mpi2 train "${common[@]}" "${full[@]}" --shard-optimizer --out "$tmp/full2" > /dev/null ||
+  fail "2-rank full fine-tune with a sharded optimizer failed"
+same --metrics "$tmp/full2/metrics.jsonl" "$tmp/full1/metrics.jsonl"
+# The key biases' true gradient is exactly zero (softmax ignores a shift shared by every key), so
+# AdamW turns its rounding noise into ±lr steps in any run: held to 1e-3 instead.
+same "$tmp/full2/model.safetensors" "$tmp/full1/model.safetensors" k_proj.bias=1e-3
+same "$tmp/full2/checkpoint-2/trainer_state.safetensors" "$tmp/full1/checkpoint-2/trainer_state.safetensors"
+
+# bf16 gradient sums: the same training within bf16's rounding
+mpi2 train "${common[@]}" --method full --max-steps 4 --allreduce-dtype bf16 --out "$tmp/bf16" \
+  > /dev/null || fail "2-rank full fine-tune with bf16 all-reduce failed"
+python3 "$here/same_tensors.py" 1e-3 --metrics "$tmp/bf16/metrics.jsonl" "$tmp/full1/metrics.jsonl" ||
+  fail "bf16 all-reduce: losses differ by more than 1e-3"
+python3 "$here/same_tensors.py" 1e-2 "$tmp/bf16/model.safetensors" "$tmp/full1/model.safetensors" \
+  k_proj.bias=1 || fail "bf16 all-reduce: weights differ by more than 1e-2"
+
+# 2. resume with another number of ranks
+"$PEFT" train "${common[@]}" "${full[@]}" --resume "$tmp/full2/checkpoint-2" --out "$tmp/full2" \
+  > /dev/null || fail "one process could not resume a 2-rank sharded checkpoint"
+same "$tmp/full2/model.safetensors" "$tmp/full1/model.safetensors" k_proj.bias=1e-3
+"$PEFT" train "${common[@]}" --max-steps 6 --save-every 3 --out "$tmp/lora3" > /dev/null
+mpi2 train "${common[@]}" --max-steps 6 --save-every 3 --resume "$tmp/lora3/checkpoint-3" \
+  --out "$tmp/lora3" --overwrite > /dev/null || fail "2 ranks could not resume a 1-process checkpoint"
+same "$tmp/lora3/adapter_model.safetensors" "$tmp/lora1/adapter_model.safetensors"
+
+# 3. an error on one rank ends them all: rank 0 refuses a non-empty --out, rank 1 would train
+status=0
+mpi2 train "${common[@]}" --max-steps 100000 --out "$tmp/lora1" > /dev/null 2> "$tmp/refused.err" ||
+  status=$?
+[ "$status" != 0 ] && [ "$status" != 124 ] || fail "exit status $status for a refused --out under mpirun"
+grep -q '^peft: error: --out .*folder is not empty' "$tmp/refused.err" ||
+  fail "no error line: $(cat "$tmp/refused.err")"
+
+# kill one rank once training runs: every rank ends, mpirun reports the failure
+"$MPIEXEC" -np 2 "$PEFT" train "${common[@]}" --max-steps 1000000 --out "$tmp/killed" \
+  > /dev/null 2> "$tmp/killed.err" &
+launcher=$!
+for _ in $(seq 300); do
+  [ -s "$tmp/killed/metrics.jsonl" ] && break
+  sleep 0.1
+done
+[ -s "$tmp/killed/metrics.jsonl" ] || { kill "$launcher"; fail "the long run logged no step"; }
+ranks=$(pgrep -P "$launcher" -x peft || true)
+[ "$(echo "$ranks" | wc -w)" = 2 ] || { kill "$launcher"; fail "expected 2 rank processes, found '$ranks'"; }
+kill -9 "$(echo "$ranks" | tail -1)"
+for _ in $(seq 300); do
+  kill -0 "$launcher" 2> /dev/null || break
+  sleep 0.1
+done
+if kill -0 "$launcher" 2> /dev/null; then
+  kill "$launcher"
+  fail "mpirun still runs 30 s after a rank was killed"
+fi
+status=0
+wait "$launcher" || status=$?
+[ "$status" != 0 ] || fail "mpirun exited 0 after a rank was killed"
+for pid in $ranks; do  # gone, or a zombie left for an init that does not reap (containers)
+  state=$(ps -o stat= -p "$pid" || true)
+  if [ -n "$state" ] && [ "${state#Z}" = "$state" ]; then
+    kill -9 "$pid"
+    fail "rank process $pid ($state) outlived the run"
+  fi
+done
+echo "mpi: 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
