@@ -351,9 +351,9 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
   a->method_option =
       app.add_option("--method", a->method,
-                     fmt::format("{} or full; several joined by commas train stacked (e.g. LoRA "
-                                 "and a prefix), each saved in its own sub-folder (with --adapter "
-                                 "/ --resume: the folder's methods)",
+                     fmt::format("{} or full; several, comma-separated (A,B), train stacked, e.g. "
+                                 "LoRA with a prompt-learning method, each saved in its own "
+                                 "sub-folder (with --adapter / --resume: the folder's methods)",
                                  method_names()))
           ->default_str(method_registry().front().name)
           ->group(method);
