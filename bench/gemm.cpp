@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
   out["bench"] = "gemm";
   for (const auto& [key, value] : gemm_system_info()) out[key] = value;
   out["bf16_dot_flops_ratio"] = std::round(bf16_dot_flops_ratio() * 100) / 100;
+  out["bf16_native_gemm_speedup"] = std::round(gemm_bf16_native_speedup() * 100) / 100;
   out["reps"] = reps;
   nlohmann::json rows = nlohmann::json::array();
 

@@ -4,6 +4,8 @@
 # SentencePiece, yaml-cpp, OpenMP (libgomp, with g++), OpenMPI (optional for the build: it enables
 # data-parallel training, `mpirun -np N peft train`, and its test). Tests: GoogleTest, Google Benchmark, and
 # the Python references (Debian's PyTorch, SentencePiece, NumPy; see tests/requirements.txt).
+# Fuzzing (fuzz/, .ci/run's fuzz smoke): clang for libFuzzer and its sanitizers, libomp-dev for
+# OpenMP under clang.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
@@ -12,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-venv python3-pip python3-numpy python3-torch python3-sentencepiece
+  clang libomp-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -72,8 +72,11 @@ int run_eval(const EvalArgs& a) {
   }
   const auto t1 = clock::now();
   std::vector<TokenRecord> records;
-  for (Example& e :
-       read_training_records(a.data, loaded.tokenizer.get(), model.config().vocab_size))
+  std::vector<Example> examples =
+      read_training_records(a.data, loaded.tokenizer.get(), model.config().vocab_size);
+  check_records_usable(examples, a.data, model.is_causal_lm(),
+                       model.config().max_position_embeddings);
+  for (Example& e : examples)
     records.push_back({std::move(e.input_ids), std::move(e.labels), std::move(e.token_type_ids)});
   const EvalResult r =
       evaluate_records(model, records, a.batch_size, methods ? methods->hooks() : nullptr);

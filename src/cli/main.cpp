@@ -2,9 +2,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <new>
 
 #include "cli/command.h"
@@ -12,6 +15,7 @@
 #include "cli/setup.h"
 #include "cli/validate.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/threads.h"
 #include "dist/comm.h"
 
@@ -67,11 +71,63 @@ std::string parse_error_line(const CLI::ParseError& e, const CLI::App* command,
   return what;
 }
 
+// A bug must still end in one error line and exit status 1, never a bare signal or "terminate
+// called ...": fatal signals and std::terminate print the line and leave with _exit (no
+// destructors run, so no half-written file is committed: every output is an AtomicFile whose
+// temporary is only renamed by commit()). Sanitizer builds keep their own reports.
+#if defined(__SANITIZE_ADDRESS__)
+#define PEFT_KEEP_CRASH_REPORTS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PEFT_KEEP_CRASH_REPORTS 1
+#endif
+#endif
+
+void write_stderr(const char* s) {
+  ssize_t ignored = ::write(STDERR_FILENO, s, std::strlen(s));
+  (void)ignored;
+}
+
+extern "C" void on_fatal_signal(int sig) {
+  write_stderr("peft: error: internal error: ");
+  write_stderr(sig == SIGSEGV  ? "invalid memory access (SIGSEGV)"
+               : sig == SIGBUS ? "bus error (SIGBUS: a mapped file shrank or the disk failed?)"
+               : sig == SIGFPE ? "arithmetic fault (SIGFPE)"
+               : sig == SIGILL ? "illegal instruction (SIGILL: built for another CPU?)"
+                               : "aborted (SIGABRT)");
+  write_stderr("; this is a bug in peft, please report it with the command line\n");
+  ::_exit(1);
+}
+
+void on_terminate() {
+  write_stderr("peft: error: internal error: ");
+  try {
+    if (std::exception_ptr e = std::current_exception()) std::rethrow_exception(e);
+    write_stderr("terminate called without an exception");
+  } catch (const std::exception& e) {
+    write_stderr("uncaught exception: ");
+    write_stderr(e.what());
+  } catch (...) {
+    write_stderr("uncaught exception of unknown type");
+  }
+  write_stderr("; this is a bug in peft, please report it with the command line\n");
+  ::_exit(1);
+}
+
+void install_crash_handlers() {
+  std::set_terminate(on_terminate);
+#ifndef PEFT_KEEP_CRASH_REPORTS
+  for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) std::signal(sig, on_fatal_signal);
+#endif
+  peft::install_interrupt_handler();
+}
+
 }  // namespace
 }  // namespace peft::cli
 
 int main(int argc, char** argv) {
   using namespace peft::cli;
+  install_crash_handlers();
   CLI::App app{"parameter-efficient fine-tuning of language models, in C++", "peft"};
   app.formatter(make_help_formatter());
   app.require_subcommand(1);
@@ -122,6 +178,8 @@ int main(int argc, char** argv) {
         append_yaml_config(*(config + 1), *command, args);
       } catch (const peft::Error& e) {
         return usage_error(e.what());
+      } catch (const std::exception& e) {  // yaml-cpp's conversions (a key that is a list, ...)
+        return usage_error(*(config + 1) + ": " + e.what());
       }
     }
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's vector form
@@ -155,12 +213,19 @@ int main(int argc, char** argv) {
         peft::dist::finalize();
         return status;
       }
+  } catch (const peft::Interrupted& e) {
+    std::fprintf(stderr, "peft: %s\n", e.what());
+    return 128 + peft::interrupt_signal();
   } catch (const peft::Error& e) {
     return failed(e.what());
   } catch (const std::bad_alloc&) {
     return failed("out of memory");
+  } catch (const std::filesystem::filesystem_error& e) {
+    return failed(e.what());
   } catch (const std::exception& e) {
     return failed(e.what());
+  } catch (...) {
+    return failed("internal error: unknown exception");
   }
   return 2;
 }

@@ -1,7 +1,14 @@
 // peft train: fine-tunes a model on a data file with a PEFT method (peft/registry.cpp) or in
 // full, writing the adapter (PEFT layout) or the model folder, metrics.jsonl, loss.svg and
 // checkpoints to --out.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -12,9 +19,11 @@
 #include "cli/command.h"
 #include "cli/setup.h"
 #include "cli/validate.h"
+#include "core/interrupt.h"
 #include "dist/comm.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "models/memory.h"
 #include "models/registry.h"
 #include "objectives/objective.h"
 #include "peft/method.h"
@@ -33,7 +42,7 @@ struct TrainArgs {
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
   uint64_t seed = 42;
   bool no_shuffle = false, overwrite = false, packing = false, json = false,
-       shard_optimizer = false;
+       shard_optimizer = false, accept_changes = false;
   std::string allreduce_dtype = "f32";
   ObjectiveConfig objective;
   // Method flags (the registry's, each name once): the text of those given, and switches.
@@ -55,23 +64,74 @@ std::map<std::string, std::string> given_method_flags(const TrainArgs& a) {
   return given;
 }
 
-// --out must be new or empty, unless --overwrite, or --resume from a checkpoint inside it.
-void prepare_out_dir(const TrainArgs& a) {
+// What peft train writes into --out (and only this is removed by --overwrite): the adapter
+// files, metrics.jsonl, loss.svg, and checkpoint-N/ folders holding a trainer_state.json (or a
+// checkpoint-N.partial/ an interrupted save left). Files peft did not write stay.
+constexpr const char* kLockName = ".peft.lock";
+
+bool is_checkpoint_name(const std::string& name) {
+  const std::string prefix = "checkpoint-";
+  if (name.rfind(prefix, 0) != 0) return false;
+  std::string rest = name.substr(prefix.size());
+  if (rest.ends_with(".partial")) rest.resize(rest.size() - 8);
+  return !rest.empty() &&
+         std::all_of(rest.begin(), rest.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+void remove_previous_outputs(const std::string& out) {
+  for (const fs::directory_entry& e : fs::directory_iterator(out)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_directory() && is_checkpoint_name(name) &&
+        (name.ends_with(".partial") || fs::exists(e.path() / "trainer_state.json")))
+      fs::remove_all(e.path());
+    else if (e.is_regular_file() &&
+             (name == "metrics.jsonl" || name == "loss.svg" || name == "adapter_config.json" ||
+              name == "adapter_model.safetensors" || name == "prompt_encoder.safetensors"))
+      fs::remove(e.path());
+  }
+}
+
+// Holds --out/.peft.lock (flock) for the life of the process: a second run into the same folder
+// is refused instead of interleaving its files with ours.
+void lock_out_dir(const std::string& out) {
+  const std::string path = join_path(out, kLockName);
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail("--out {}: cannot create {}: {}", out, path, std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0)
+    fail("--out {}: another peft run is writing to this folder (it holds {})", out, path);
+  // Kept open (and locked) until the process exits.
+}
+
+// --out must be new or empty, unless --overwrite, or --resume from a checkpoint inside it. Checked
+// first (`create` false: nothing is written), then created and locked once the model and the data
+// have been read without error.
+void prepare_out_dir(const TrainArgs& a, bool create) {
   if (fs::exists(a.out) && !fs::is_directory(a.out))
     fail("--out {}: exists and is not a folder", a.out);
-  const bool non_empty = fs::exists(a.out) && !fs::is_empty(a.out);
-  if (non_empty && !a.overwrite) {
-    const bool resuming_inside =
-        !a.resume.empty() &&
-        fs::weakly_canonical(a.resume).string().rfind(fs::weakly_canonical(a.out).string(), 0) == 0;
-    if (!resuming_inside)
-      fail(
-          "--out {}: folder is not empty (use --overwrite to replace it, or --resume a checkpoint "
-          "in it)",
-          a.out);
-  }
+  bool non_empty = false;
+  if (fs::exists(a.out))
+    for (const fs::directory_entry& e : fs::directory_iterator(a.out))
+      non_empty |= e.path().filename() != kLockName;
+  const bool resuming_inside =
+      !a.resume.empty() &&
+      fs::weakly_canonical(a.resume).string().rfind(fs::weakly_canonical(a.out).string(), 0) == 0;
+  if (non_empty && !a.overwrite && !resuming_inside)
+    fail(
+        "--out {}: folder is not empty (use --overwrite to replace it, or --resume a checkpoint "
+        "in it)",
+        a.out);
+  if (!create) return;
   fs::create_directories(a.out);
-  if (a.overwrite && a.resume.empty()) fs::remove(join_path(a.out, "metrics.jsonl"));
+  lock_out_dir(a.out);
+  // --overwrite replaces the previous run's outputs; resuming keeps its checkpoints.
+  if (a.overwrite && !resuming_inside) remove_previous_outputs(a.out);
+}
+
+// 64-bit FNV-1a of a file's bytes: resume compares data files by contents.
+std::string content_hash(const std::string& path) {
+  uint64_t h = 1469598103934665603ull;
+  for (const unsigned char c : read_text_file(path)) h = (h ^ c) * 1099511628211ull;
+  return fmt::format("{:016x}", h);
 }
 
 // A full fine-tune's output: a Hugging Face model folder with the trained weights (f32).
@@ -126,8 +186,26 @@ int run_train(const TrainArgs& a) {
   const std::string method_label = full ? "full" : stack_label(stack);
   // Under mpirun rank 0 alone writes (the others need --out on no shared disk).
   const bool root = dist::is_root();
-  if (root) prepare_out_dir(a);
+  if (root) prepare_out_dir(a, false);
+  if (dist::size() == 1) install_interrupt_handler();  // Ctrl-C: finish the step, checkpoint
   const bool human = root && (stderr_is_terminal() || !a.json);
+  double memory_estimate_mb = 0;
+  {
+    // The memory guard (models/memory.h), before anything is allocated. The trainable count is
+    // the whole model for --method full; for a method it is small beside the activations.
+    const HFConfig config = load_hf_config(a.model);
+    MemoryPlan plan;
+    const DType base =
+        full ? DType::F32
+             : (a.base_dtype.empty() ? stored_dtype_of(config) : dtype_from_name(a.base_dtype));
+    plan.weight_bytes_per_param = bytes_per_param(base);
+    if (full) plan.trainable_params = config_parameter_count(config);
+    plan.batch = a.batch_size;
+    plan.tokens = std::min(a.max_len, config.max_position_embeddings);
+    const MemoryEstimate estimate = estimate_memory(config, plan);
+    check_memory(estimate, "training " + a.model);
+    memory_estimate_mb = estimate.total() / (1024.0 * 1024.0);
+  }
   LoadedModel loaded = load_model_folder(a.model, full ? "f32" : a.base_dtype);
   Model& model = *loaded.model;
   const std::string task = a.task.empty() ? default_objective(model) : a.task;
@@ -141,6 +219,13 @@ int run_train(const TrainArgs& a) {
   std::vector<Example> train_examples = objective->read(a.data, false);
   std::vector<Example> eval_examples;
   if (!a.eval_data.empty()) eval_examples = objective->read(a.eval_data, true);
+  if (task == "causal-lm") {  // records with no target, or longer than the model's positions
+    const int64_t max_positions = model.config().max_position_embeddings;
+    check_records_usable(train_examples, a.data, true, max_positions, a.max_len);
+    if (!a.eval_data.empty())
+      check_records_usable(eval_examples, a.eval_data, true, max_positions, a.max_len);
+  }
+  if (root) prepare_out_dir(a, true);  // the inputs are valid: now --out is created and locked
 
   BatchingOptions batching;
   batching.batch_size = a.batch_size;
@@ -171,7 +256,9 @@ int run_train(const TrainArgs& a) {
   MethodSet methods(model);
   ParamStore full_params;
   SaveAdapter save;
+  std::string written = "config.json + model.safetensors";  // what save() writes (for the note)
   if (!full) {
+    written.clear();
     if (!folders.empty()) check_flags_agree_with_folders(model, stack, configs, folders, given);
     for (size_t i = 0; i < stack.size(); ++i) {
       configs[i]["base_model_name_or_path"] = a.model;
@@ -181,11 +268,22 @@ int run_train(const TrainArgs& a) {
     }
     objective->declare(methods.params());  // a seq-cls head trains beside the method(s)
     methods.allocate();
-    if (folders.empty())
+    if (folders.empty()) {
       methods.initialize(init_rng, loaded.tokenizer.get());
-    else
-      for (size_t i = 0; i < folders.size(); ++i) methods.methods()[i]->load(folders[i]);
+    } else {
+      for (size_t i = 0; i < folders.size(); ++i) {
+        methods.methods()[i]->load(folders[i]);
+        check_finite_parameters(methods.params(), i == 0 ? "" : fmt::format("m{}/", i), folders[i]);
+      }
+    }
     save = [&](const std::string& dir) { methods.save(dir); };
+    if (stack.size() == 1) {
+      for (const std::string& f : methods.methods()[0]->saved_files())
+        written += (written.empty() ? "" : " + ") + f;
+    } else {  // one sub-folder per method and the list of them
+      for (const MethodInfo* m : stack) written += m->name + "/ + ";
+      written += kStackFile;
+    }
   } else {
     objective->declare(full_params);
     model.make_trainable(full_params);
@@ -228,6 +326,24 @@ int run_train(const TrainArgs& a) {
   o.progress = stderr_is_terminal();
   o.shard_optimizer = a.shard_optimizer;
   o.allreduce_bf16 = a.allreduce_dtype == "bf16";
+  // Settings a resumed run must share with its checkpoint (the method's own come from the
+  // checkpoint folder itself).
+  o.run_settings = {{"--lr", fmt::format("{}", a.lr)},
+                    {"--scheduler", a.scheduler},
+                    {"--warmup-steps", std::to_string(a.warmup_steps)},
+                    {"--weight-decay", fmt::format("{}", a.weight_decay)},
+                    {"--clip-grad", fmt::format("{}", a.clip_grad)},
+                    {"--batch-size", std::to_string(a.batch_size)},
+                    {"--grad-accum", std::to_string(a.grad_accum)},
+                    {"--max-len", std::to_string(a.max_len)},
+                    {"--packing", a.packing ? "true" : "false"},
+                    {"--no-shuffle", a.no_shuffle ? "true" : "false"},
+                    {"--epochs", std::to_string(a.epochs)},
+                    {"--max-steps", std::to_string(a.max_steps)},
+                    {"--base-dtype", a.base_dtype.empty() ? "as stored" : a.base_dtype},
+                    {"--data", content_hash(a.data)}};
+  if (!a.eval_data.empty()) o.run_settings["--eval-data"] = content_hash(a.eval_data);
+  o.accept_changes = a.accept_changes;
   o.plot_title = fmt::format("{} fine-tune of {} ({})", method_label, folder_name(a.model),
                              model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
@@ -248,9 +364,8 @@ int run_train(const TrainArgs& a) {
     std::fprintf(stderr, "data-parallel over %d ranks (%s): each takes 1/%d of every batch%s\n",
                  dist::size(), dist::mpi_library().c_str(), dist::size(),
                  a.shard_optimizer ? "; AdamW state sharded (ZeRO-1)" : "");
-  const TrainResult result = trainer.train();
+  const TrainResult result = trainer.train();  // writes the final adapter into --out (rank 0)
   if (!root) return 0;
-  save(a.out);
   nlohmann::ordered_json out;
   out["steps"] = result.steps;
   out["final_loss"] = result.final_loss;
@@ -259,6 +374,7 @@ int run_train(const TrainArgs& a) {
   out["trainable_params"] = trainable;
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
+  out["memory_estimate_mb"] = memory_estimate_mb;  // the guard's estimate, for comparison
   out["truncated_records"] = train_data.truncated();
   out["ranks"] = result.ranks;
   out["allreduce_share"] = result.seconds > 0 ? result.allreduce_seconds / result.seconds : 0.0;
@@ -275,17 +391,9 @@ int run_train(const TrainArgs& a) {
                        ? fmt::format("  macro-F1 {:.4f}", macro_f1(m.confusion)).c_str()
                        : "");
   }
-  if (human) {
-    std::string wrote = "config.json + model.safetensors";
-    if (!full && stack.size() == 1) wrote = "adapter_config.json + adapter_model.safetensors";
-    if (!full && stack.size() > 1) {
-      wrote.clear();
-      for (const MethodInfo* m : stack) wrote += m->name + "/ + ";
-      wrote += kStackFile;
-    }
+  if (human)
     std::fprintf(stderr, "wrote %s: %s, metrics.jsonl, loss.svg%s (%.1f s)\n", a.out.c_str(),
-                 wrote.c_str(), a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
-  }
+                 written.c_str(), a.save_every > 0 ? ", checkpoint-*/" : "", result.seconds);
   if (a.json) std::printf("%s\n", out.dump().c_str());
   return 0;
 }
@@ -396,6 +504,9 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--overwrite", a->overwrite, "replace a non-empty --out")->group(output);
   app.add_option("--resume", a->resume, "continue from a checkpoint folder")
       ->type_name("DIR")
+      ->group(output);
+  app.add_flag("--resume-accept-changes", a->accept_changes,
+               "resume even though --lr, the data or another setting differs from the checkpoint's")
       ->group(output);
   app.add_option("--eval-every", a->eval_every, "evaluate every N steps (0: at the end)")
       ->check(at_least(0))

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -42,6 +43,14 @@ class MappedStorage final : public Storage {
   void* data() override { return data_; }
   size_t size() const override { return size_; }
   bool writable() const override { return false; }
+  void release_pages(size_t offset, size_t bytes) override {
+    // Only the pages wholly inside the range: a neighbouring tensor may share the edge pages.
+    const size_t page = size_t(::sysconf(_SC_PAGESIZE));
+    const size_t end = std::min(offset + bytes, size_);
+    const size_t first = (offset + page - 1) / page * page, last = end / page * page;
+    if (data_ && last > first)
+      ::madvise(static_cast<char*>(data_) + first, last - first, MADV_DONTNEED);
+  }
 
  private:
   void* data_;

@@ -14,6 +14,13 @@ class Storage {
   virtual void* data() = 0;
   virtual size_t size() const = 0;
   virtual bool writable() const = 0;
+  // Tells the OS that bytes [offset, offset + bytes) will not be read for a while: a mapped file
+  // drops those pages from the process's resident set (they are read back from the file if used
+  // again), so a weight converted at load stops counting twice. Heap memory: nothing happens.
+  virtual void release_pages(size_t offset, size_t bytes) {
+    (void)offset;
+    (void)bytes;
+  }
 };
 
 // Zero-filled, 64-byte aligned.

@@ -59,6 +59,11 @@ class Tensor {
   int64_t numel() const { return shape_numel(shape_); }
   size_t nbytes() const { return dtype_bytes(dtype_, numel()); }
   bool writable() const { return storage_ && storage_->writable(); }
+  // Storage::release_pages for bytes [begin, begin + bytes) of this tensor's data (a mapped
+  // file's pages leave the resident set; heap tensors are untouched).
+  void release_pages(size_t begin, size_t bytes) const {
+    if (storage_) storage_->release_pages(offset_ + begin, bytes);
+  }
 
   void* raw() { return static_cast<char*>(storage_->data()) + offset_; }
   const void* raw() const { return static_cast<const char*>(storage_->data()) + offset_; }

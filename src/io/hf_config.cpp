@@ -1,5 +1,7 @@
 #include "io/hf_config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "io/files.h"
 
@@ -37,6 +39,7 @@ const Defaults* defaults_for(const std::string& model_type) {
 
 class Reader {
  public:
+  static constexpr int64_t kMaxSize = (int64_t(1) << 31) - 1;
   Reader(const nlohmann::json& j, const std::string& source) : j_(j), source_(source) {}
 
   bool has(const char* key) const { return j_.contains(key) && !j_[key].is_null(); }
@@ -51,6 +54,18 @@ class Reader {
   int64_t positive(const char* key, int64_t fallback) const {
     const int64_t v = integer(key, fallback);
     if (v <= 0) fail("{}: \"{}\" is {}, expected a positive integer", source_, key, v);
+    // Sizes index tensors with 32-bit counts in places, and a hostile file must not make the
+    // loader plan a tensor list or product of sizes beyond any real model.
+    if (v > kMaxSize)
+      fail("{}: \"{}\" is {}, larger than any model this loader accepts (at most {})", source_, key,
+           v, kMaxSize);
+    return v;
+  }
+  // A finite number > 0 (or ≥ 0 with allow_zero): epsilons, rope_theta.
+  double positive_number(const char* key, double fallback, bool allow_zero) const {
+    const double v = number(key, fallback);
+    if (!std::isfinite(v) || v < 0 || (v == 0 && !allow_zero))
+      fail("{}: \"{}\" is {}, expected a number {} 0", source_, key, v, allow_zero ? "≥" : ">");
     return v;
   }
   double number(const char* key, double fallback) const {
@@ -120,7 +135,7 @@ HFConfig parse_hf_config(const nlohmann::json& j, const std::string& source) {
       r.positive("num_key_value_heads",
                  d->num_key_value_heads ? d->num_key_value_heads : c.num_attention_heads);
   c.max_position_embeddings = r.positive("max_position_embeddings", d->max_position_embeddings);
-  c.initializer_range = r.number("initializer_range", 0.02);
+  c.initializer_range = r.positive_number("initializer_range", 0.02, true);
   c.hidden_act = r.string("hidden_act", d->hidden_act);
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", d->tie_word_embeddings);
   c.torch_dtype = r.string("torch_dtype", "");
@@ -130,9 +145,11 @@ HFConfig parse_hf_config(const nlohmann::json& j, const std::string& source) {
 
   const bool decoder = c.model_type != "bert";
   if (decoder) {
-    c.rms_norm_eps = r.number("rms_norm_eps", d->rms_norm_eps);
+    c.rms_norm_eps = r.positive_number("rms_norm_eps", d->rms_norm_eps, true);
     // Baichuan-7B's rotary embedding hard-codes base 10000.
-    c.rope_theta = c.model_type == "baichuan" ? 10000.0 : r.number("rope_theta", d->rope_theta);
+    c.rope_theta = c.model_type == "baichuan"
+                       ? 10000.0
+                       : r.positive_number("rope_theta", d->rope_theta, false);
     if (c.hidden_act != "silu" && c.hidden_act != "swish")
       fail("{}: hidden_act \"{}\" is not supported for {} (expected silu)", source, c.hidden_act,
            c.model_type);
@@ -148,7 +165,7 @@ HFConfig parse_hf_config(const nlohmann::json& j, const std::string& source) {
       fail("{}: Baichuan-13B (ALiBi attention, hidden_size 5120) is not supported; Baichuan-7B is",
            source);
   } else {
-    c.layer_norm_eps = r.number("layer_norm_eps", d->layer_norm_eps);
+    c.layer_norm_eps = r.positive_number("layer_norm_eps", d->layer_norm_eps, true);
     c.type_vocab_size = r.positive("type_vocab_size", d->type_vocab_size);
     c.attention_bias = true;
     const std::string pos = r.string("position_embedding_type", "absolute");

@@ -328,8 +328,10 @@ void save_safetensors(const std::string& path,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<TensorToWrite> list;
   list.reserve(tensors.size());
-  for (const auto& [name, t] : tensors)
-    list.push_back({name, t.dtype(), t.shape(), [&t] { return t; }});
+  for (const auto& entry : tensors) {
+    const Tensor& t = entry.second;  // a named reference: Clang 14 cannot capture a binding
+    list.push_back({entry.first, t.dtype(), t.shape(), [&t] { return t; }});
+  }
   write_safetensors(path, list, metadata);
 }
 

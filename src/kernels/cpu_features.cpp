@@ -16,12 +16,29 @@ CpuFeatures detect() {
   __builtin_cpu_init();
   f.avx2 = __builtin_cpu_supports("avx2");
   f.fma = __builtin_cpu_supports("fma");
+#if defined(__clang__) && __clang_major__ < 16
+  // Clang 14 (Debian's, used for the fuzz build) knows neither "f16c" nor "avx512fp16" here:
+  // read them from /proc/cpuinfo's flags instead.
+  auto has_flag = [](const std::string& name) {
+    std::ifstream in("/proc/cpuinfo");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("flags", 0) == 0)
+        return (line + " ").find(" " + name + " ") != std::string::npos;
+    return false;
+  };
+  f.f16c = has_flag("f16c");
+#else
   f.f16c = __builtin_cpu_supports("f16c");
+#endif
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+#if defined(__clang__) && __clang_major__ < 16
+  f.avx512_fp16 = has_flag("avx512_fp16");
+#else
   f.avx512_fp16 = __builtin_cpu_supports("avx512fp16");
+#endif
   f.model = "unknown";
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {

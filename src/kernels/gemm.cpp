@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <ctime>
 #include <vector>
 
 #include "kernels/convert.h"
@@ -24,14 +25,17 @@ namespace {
 // reproducible.
 constexpr GemmBackend kDefaultBackend = GemmBackend::OneDNN;
 
-// Automatic bf16 choice: native when bf16 dot products give at least this many times the f32
-// FMA FLOP rate. That ratio is a property of the core, not of the load, and it splits CPUs
-// cleanly: 0.5 on the Intel Emerald Rapids this was tuned on (VDPBF16PS at a quarter of the FMA
-// instruction rate; oneDNN bf16 matmul 75-80 GFLOP/s against 110-145 for f32 panels), about 2
-// where bf16 runs at full rate (the AMD Zen 5 of shared/bench/README.md: oneDNN bf16 GEMM at 2x
-// f32). The margin covers converting the activations to bf16, and keeps the more accurate f32
-// path where the two are close.
-constexpr double kNativeBf16MinRatio = 1.5;
+// Automatic bf16 choice, by timing the product itself (not one instruction): native when
+// oneDNN's bf16 matmul, activations' conversion included, runs a frozen-base-sized product at
+// least this many times faster than the f32-panel path on the threads in use. One instruction's
+// rate misleads both ways: on Intel Emerald Rapids without AMX VDPBF16PS runs at half the f32
+// FLOP rate (panels 1.4-1.8x faster), while with AMX oneDNN never uses VDPBF16PS and bf16 is
+// 3-4x f32 although the instruction probe says 0.5. The margin keeps the exact-operand f32 path
+// where the two are close, and covers noise on a loaded machine.
+constexpr double kNativeBf16MinSpeedup = 1.2;
+// The probe's product: rows x·Wᵀ through a [kProbeN, kProbeK] bf16 weight (268 MFLOP, ~2 ms in
+// f32 on one core).
+constexpr int64_t kProbeM = 128, kProbeN = 1024, kProbeK = 1024;
 
 struct EnvChoice {
   GemmBackend backend = kDefaultBackend;
@@ -166,8 +170,58 @@ void gemm_bf16_native(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t 
                                 ldc);
 }
 
+// CPU seconds of the calling thread.
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Thread CPU seconds of the fastest of a few runs of fn (after one untimed run that creates
+// primitives).
+template <typename Fn>
+double best_time(Fn&& fn, int runs) {
+  fn();
+  double best = 1e30;
+  for (int r = 0; r < runs; ++r) {
+    const double t0 = thread_cpu_seconds();
+    fn();
+    best = std::min(best, thread_cpu_seconds() - t0);
+  }
+  return best;
+}
+
+// f32-panel time / native time of the probe product on one core. One thread, timed in that
+// thread's CPU time, makes the ratio a property of the core rather than of the load: with
+// several threads on a busy machine each barrier can wait a whole scheduler time slice, and
+// wall-clock probes swung from 0.45x to 9x between runs on the same machine.
+double measure_native_speedup() {
+  std::vector<float> x(size_t(kProbeM * kProbeK)), y(size_t(kProbeM * kProbeN));
+  std::vector<uint16_t> w(size_t(kProbeN * kProbeK));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i * 7919 % 2001) - 1000) * 1e-3f;
+  for (size_t i = 0; i < w.size(); ++i)  // bf16 bits of values in about ±0.03
+    w[i] = uint16_t(0x3c00 + i * 2654435761u % 0x100) | uint16_t(i & 1 ? 0x8000 : 0);
+  auto native = [&] {
+    gemm_bf16_native(false, true, kProbeM, kProbeN, kProbeK, 1.0f, x.data(), kProbeK, w.data(),
+                     kProbeK, 0.0f, y.data(), kProbeN);
+  };
+  auto panels = [&] {
+    gemm_f32_panels(false, true, kProbeM, kProbeN, kProbeK, 1.0f, x.data(), kProbeK, DType::BF16,
+                    w.data(), kProbeK, 0.0f, y.data(), kProbeN);
+  };
+  const int saved_threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  double t_native = 1e30, t_panels = 1e30;
+  for (int round = 0; round < 2; ++round) {
+    t_native = std::min(t_native, best_time(native, 2));
+    t_panels = std::min(t_panels, best_time(panels, 2));
+  }
+  omp_set_num_threads(saved_threads);
+  return t_panels / std::max(t_native, 1e-9);
+}
+
 std::string ratio_text() {
-  return fmt::format("{:.2f}", bf16_dot_flops_ratio());
+  return fmt::format("{:.2f}", gemm_bf16_native_speedup());
 }
 
 // Why gemm_bf16_path() is what it is, for `peft info --system`.
@@ -184,9 +238,9 @@ std::string bf16_path_reason() {
   }
   if (bf16_mode() != Bf16Mode::Auto) return who;
   return fmt::format(
-      "measured: bf16 dot products run at {}x the f32 FMA FLOP rate, native needs "
+      "measured: native bf16 runs a {}x{}x{} product {}x as fast as f32 panels, native needs "
       ">= {}x",
-      ratio_text(), kNativeBf16MinRatio);
+      kProbeM, kProbeN, kProbeK, ratio_text(), kNativeBf16MinSpeedup);
 }
 
 }  // namespace
@@ -239,7 +293,14 @@ Bf16Path gemm_bf16_path() {
     case Bf16Mode::Auto:
       break;
   }
-  return bf16_dot_flops_ratio() >= kNativeBf16MinRatio ? Bf16Path::Native : Bf16Path::F32Panels;
+  return gemm_bf16_native_speedup() >= kNativeBf16MinSpeedup ? Bf16Path::Native
+                                                             : Bf16Path::F32Panels;
+}
+
+double gemm_bf16_native_speedup() {
+  if (!gemm_bf16_native_supported()) return 0.0;
+  static const double speedup = measure_native_speedup();
+  return speedup;
 }
 
 void set_gemm_bf16_mode(Bf16Mode mode) {

@@ -48,15 +48,20 @@ void gemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 //              accumulate in f32, C is f32. Needs AVX512-BF16 and the oneDNN backend.
 //   F32Panels: B is converted to f32 a panel at a time and multiplied by the f32 backend (A is
 //              not rounded).
-// Automatic choice: Native only where it is supported and bf16 dot products are clearly faster
-// than f32 FMAs on this core (bf16_dot_flops_ratio() >= 1.5, e.g. AMD Zen 5); on the Intel
-// Emerald Rapids without AMX this was tuned on, VDPBF16PS runs at half the f32 FLOP rate and
-// F32Panels is 1.4-1.8x faster (bench/gemm.cpp).
+// Automatic choice: Native only where it is supported and measured faster: at first use a
+// frozen-base-sized product (128x1024x1024) is timed on both paths on one core (in that thread's
+// CPU time, so other load does not sway it), and Native is taken when it runs >= 1.2x as fast
+// as F32Panels (gemm_bf16_native_speedup()). An AMD EPYC with AVX512-BF16 measured 2.2x, a Xeon
+// with AMX about 3.5x (issue 13's bench_gemm); an Emerald Rapids without AMX, where VDPBF16PS
+// runs at half the f32 FLOP rate, about 0.6x, so it keeps F32Panels.
 enum class Bf16Path { Native, F32Panels };
 const char* bf16_path_name(Bf16Path p);
 // Whether the CPU (and oneDNN's ISA limit) allow the native path.
 bool gemm_bf16_native_supported();
 Bf16Path gemm_bf16_path();
+// F32Panels time / Native time of the probe product above, measured once at the first call; 0 where
+// Native is unsupported.
+double gemm_bf16_native_speedup();
 // Auto: the measured choice above; Native: native wherever supported (F32Panels elsewhere);
 // F32Panels: always the fallback (what a CPU without AVX512-BF16 runs).
 enum class Bf16Mode { Auto, Native, F32Panels };

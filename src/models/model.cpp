@@ -1,9 +1,12 @@
 #include "models/model.h"
 
+#include <algorithm>
 #include <set>
 
+#include "core/finite.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "models/memory.h"
 #include "models/registry.h"
 #include "ops/dropout.h"
 #include "ops/elementwise.h"
@@ -13,21 +16,29 @@
 namespace peft {
 namespace {
 
-// dst = src converted row block by row block (never the whole tensor in f32 at once).
+// dst = src converted a block of rows at a time (never the whole tensor in f32 at once). Each
+// block of a mapped source is released once converted, so converting an f32 file to bf16 peaks
+// near the bf16 size rather than f32 + bf16 (the mapped pages would otherwise stay resident).
 Tensor convert_rows(const Tensor& src, DType dst_type) {
   Tensor out = Tensor::zeros(src.shape(), dst_type);
   const int64_t rows = src.rows(), cols = src.row_numel();
   const size_t src_row = dtype_bytes(src.dtype(), cols), dst_row = dtype_bytes(dst_type, cols);
   const char* s = static_cast<const char*>(src.raw());
   char* d = static_cast<char*>(out.raw());
-#pragma omp parallel if (rows * cols > (int64_t(1) << 16))
-  {
-    std::vector<float> buf(static_cast<size_t>(cols));
+  constexpr size_t kBlockBytes = size_t(32) << 20;
+  const int64_t block = std::max<int64_t>(1, int64_t(kBlockBytes / std::max<size_t>(src_row, 1)));
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t r1 = std::min(rows, r0 + block);
+#pragma omp parallel if ((r1 - r0) * cols > (int64_t(1) << 16))
+    {
+      std::vector<float> buf(static_cast<size_t>(cols));
 #pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      convert_to_f32(src.dtype(), s + size_t(r) * src_row, buf.data(), cols);
-      convert_from_f32(dst_type, buf.data(), d + size_t(r) * dst_row, cols);
+      for (int64_t r = r0; r < r1; ++r) {
+        convert_to_f32(src.dtype(), s + size_t(r) * src_row, buf.data(), cols);
+        convert_from_f32(dst_type, buf.data(), d + size_t(r) * dst_row, cols);
+      }
     }
+    src.release_pages(size_t(r0) * src_row, size_t(r1 - r0) * src_row);
   }
   return out;
 }
@@ -188,6 +199,16 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   HFConfig config = load_hf_config(dir);
   const ArchSpec& arch = arch_for(config.model_type, join_path(dir, "config.json"));
   SafetensorsSet set(dir);
+  // A hostile config.json (num_hidden_layers 10^9) must not make us plan billions of tensors:
+  // each layer has at least four tensors, so the files must hold that many; then the weights
+  // must fit in memory (models/memory.h).
+  const size_t stored = set.names().size();
+  if (double(config.num_hidden_layers) * 4 > double(stored))
+    fail("{}: config.json has num_hidden_layers {}, but the safetensors files hold only {} tensors",
+         dir, config.num_hidden_layers, stored);
+  MemoryPlan plan;
+  plan.weight_bytes_per_param = bytes_per_param(opts.base_dtype.value_or(stored_dtype_of(config)));
+  check_memory(estimate_memory(config, plan), "loading " + dir);
   const std::vector<TensorSpec> specs = arch.tensors(config);
   std::map<std::string, const TensorSpec*> expected;
   for (const TensorSpec& s : specs) expected[s.name] = &s;
@@ -237,11 +258,21 @@ std::unique_ptr<Model> load_model(const std::string& dir, const LoadOptions& opt
   }
 
   std::map<std::string, Tensor> tensors;
+  std::vector<std::string> non_finite;  // NaN / inf weights: reported, never computed with
   for (const TensorSpec& s : specs) {
     Tensor t = set.get(stored_of.at(s.name));
+    if (const int64_t bad = count_non_finite(t); bad > 0)
+      non_finite.push_back(fmt::format(
+          "tensor \"{}\" in {} holds {} non-finite value{} (NaN or inf)", stored_of.at(s.name),
+          set.file_of(stored_of.at(s.name)), bad, bad > 1 ? "s" : ""));
+    if (!non_finite.empty()) continue;
     const DType want = target_dtype(t, opts);
     tensors[s.name] = want == t.dtype() ? t : convert_rows(t, want);
   }
+  if (non_finite.size() == 1) fail("{}: {}", dir, non_finite[0]);
+  if (non_finite.size() > 1)
+    fail("{}: {} (and {} more tensor{} with NaN or inf)", dir, non_finite[0], non_finite.size() - 1,
+         non_finite.size() > 2 ? "s" : "");
   return arch.build(std::move(config), arch, std::move(tensors));
 }
 

@@ -10,6 +10,8 @@
 #include "core/error.h"
 #include "io/files.h"
 #include "io/safetensors.h"
+#include "io/torch_pickle.h"
+#include "models/registry.h"
 #include "objectives/batches.h"
 #include "objectives/classification.h"
 #include "objectives/seq_cls.h"
@@ -83,6 +85,11 @@ class SeqClsObjective final : public ClassificationObjective {
   }
 
   void load(const ParamStore& params, const std::string& dir) override {
+    if (!file_exists(join_path(dir, "adapter_model.safetensors")) &&
+        file_exists(join_path(dir, kHubHeadConfig))) {
+      load_adapterhub_head(params, dir);
+      return;
+    }
     SafetensorsFile file(join_path(dir, "adapter_model.safetensors"));
     for (const ParamStore::Entry& e : params.entries()) {
       if (!is_head(e.name)) continue;
@@ -105,6 +112,13 @@ class SeqClsObjective final : public ClassificationObjective {
     // methods, base_model.<module> for prompt-learning ones (their base_model is the HF model).
     const std::string config_path = join_path(dir, "adapter_config.json");
     const std::string weights_path = join_path(dir, "adapter_model.safetensors");
+    if (file_exists(config_path)) {  // an AdapterHub folder (bottleneck adapters): its head files
+      const nlohmann::json held = read_json_file(config_path);
+      if (!held.contains("peft_type") && held.contains("config")) {
+        save_adapterhub_head(params, dir);
+        return;
+      }
+    }
     nlohmann::json id2label = nlohmann::json::object(), label2id = nlohmann::json::object();
     for (size_t i = 0; i < labels_.size(); ++i) {
       id2label[std::to_string(i)] = labels_[i];
@@ -175,6 +189,68 @@ class SeqClsObjective final : public ClassificationObjective {
   }
 
  private:
+  // AdapterHub's static head (a *ForSequenceClassification model with adapters.init, saved by
+  // save_adapter): head_config.json {"config": null, hidden_size, label2id, model_class,
+  // model_name, model_type, name: null, num_labels, version} and pytorch_model_head.bin with the
+  // head's own keys (classifier.weight / .bias, score.weight; a pooler this run trained too).
+  static constexpr const char* kHubHeadConfig = "head_config.json";
+  static constexpr const char* kHubHeadWeights = "pytorch_model_head.bin";
+
+  std::string hub_model_class() const {
+    std::string c = ctx_.model->arch().architecture;
+    for (const char* suffix : {"ForCausalLM", "ForMaskedLM"})
+      if (c.ends_with(suffix)) c = c.substr(0, c.size() - std::string(suffix).size());
+    return c + "ForSequenceClassification";
+  }
+
+  void save_adapterhub_head(const ParamStore& params, const std::string& dir) const {
+    std::vector<std::pair<std::string, Tensor>> tensors;
+    for (const ParamStore::Entry& e : params.entries())
+      if (is_head(e.name)) tensors.emplace_back(e.name, e.var->value);
+    nlohmann::json label2id = nlohmann::json::object();
+    for (size_t i = 0; i < labels_.size(); ++i) label2id[labels_[i]] = i;
+    write_torch_checkpoint(join_path(dir, kHubHeadWeights), tensors);
+    write_json_atomic(join_path(dir, kHubHeadConfig),
+                      {{"config", nullptr},
+                       {"hidden_size", ctx_.model->config().hidden_size},
+                       {"label2id", label2id},
+                       {"model_class", hub_model_class()},
+                       {"model_name", ""},
+                       {"model_type", ctx_.model->config().model_type},
+                       {"name", nullptr},
+                       {"num_labels", labels_.size()},
+                       {"version", "adapters.1.3.0"}});
+  }
+
+  void load_adapterhub_head(const ParamStore& params, const std::string& dir) {
+    const std::string config_path = join_path(dir, kHubHeadConfig);
+    const nlohmann::json config = read_json_file(config_path);
+    // Class k of this run must be class k of the head: label2id must give our order.
+    if (auto it = config.find("label2id"); it != config.end() && it->is_object()) {
+      if (it->size() != labels_.size())
+        fail("{}: the head has {} classes, the data {}", config_path, it->size(), labels_.size());
+      for (size_t i = 0; i < labels_.size(); ++i) {
+        auto l = it->find(labels_[i]);
+        if (l == it->end() || !l->is_number_integer() || l->get<size_t>() != i)
+          fail("{}: label2id does not give \"{}\" class {} (give --labels in the head's order)",
+               config_path, labels_[i], i);
+      }
+    }
+    const std::string bin = join_path(dir, kHubHeadWeights);
+    if (!file_exists(bin)) fail("{}: {} is missing", dir, kHubHeadWeights);
+    const std::map<std::string, Tensor> stored = read_torch_checkpoint(bin);
+    for (const ParamStore::Entry& e : params.entries()) {
+      if (!is_head(e.name)) continue;
+      auto it = stored.find(e.name);
+      if (it == stored.end()) fail("{}: no \"{}\" (the seq-cls head)", bin, e.name);
+      if (it->second.shape() != e.shape)
+        fail("{}: \"{}\" has shape {}, expected {} ({} classes)", bin, e.name,
+             shape_str(it->second.shape()), shape_str(e.shape), labels_.size());
+      std::copy_n(it->second.data<float>(), e.numel, e.var->value.data<float>());
+    }
+    bind(params);
+  }
+
   bool is_head(const std::string& name) const {
     return name.starts_with(head_ + ".") || name.starts_with("bert.pooler.");
   }

@@ -326,6 +326,8 @@ PEFT_INLINE void forward_tile(const Problem& p, const Buffers& io, const Tile& t
                    lim);
         const float block_max = row_max(si, n);
         if (block_max == kNegInf) {  // nothing visible in this block: p = 0
+          // (row_max skips NaN: NaN scores must still reach the output, never become p = 0)
+          if (std::any_of(si, si + n, [](float x) { return std::isnan(x); })) l[i] = NAN;
           std::fill(si, si + n, 0.0f);
           continue;
         }
@@ -344,7 +346,8 @@ PEFT_INLINE void forward_tile(const Problem& p, const Buffers& io, const Tile& t
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t row = (b * p.Tq + i0 + i) * p.H + h;
     float* o = io.out + row * D;
-    const float inv = l[i] > 0 ? float(1.0 / l[i]) : 0.0f;  // nothing visible: o_i = 0
+    // Nothing visible: o_i = 0; a NaN score or value stays NaN (std::isnan: l > 0 is false).
+    const float inv = std::isnan(l[i]) ? NAN : l[i] > 0 ? float(1.0 / l[i]) : 0.0f;
     for (int64_t d = 0; d < D; ++d) o[d] = acc[i * D + d] * inv;
     io.lse_out[row] = l[i] > 0 ? float(double(m[i]) + std::log(l[i])) : kNegInf;
   }
@@ -648,7 +651,8 @@ void attention_naive_forward(const AttentionTensors& in, const AttentionOptions&
         }
         const float m = row_max(row, L);
         if (m == kNegInf) {
-          std::fill(row, row + L, 0.0f);
+          const bool nan = std::any_of(row, row + L, [](float x) { return std::isnan(x); });
+          std::fill(row, row + L, nan ? NAN : 0.0f);
           continue;
         }
         const float inv = float(1.0 / exp_shifted_sum(row, L, m, row));

@@ -320,6 +320,10 @@ class BottleneckAdapter final : public Method {
     write_json_atomic(join_path(dir, kConfigFile), config_json());
   }
 
+  std::vector<std::string> saved_files() const override {
+    return {kConfigFile, kSafeWeights, kPickleWeights};
+  }
+
   void load(const std::string& dir) override {
     const std::string safe = join_path(dir, kSafeWeights), bin = join_path(dir, kPickleWeights);
     std::map<std::string, Tensor> stored;

@@ -39,6 +39,10 @@ class Method : public ModelHooks {
   // The adapter folder PEFT reads (adapter_config.json + adapter_model.safetensors) plus what
   // this method needs to resume training that PEFT does not keep (encoder weights).
   virtual void save(const std::string& dir) const = 0;
+  // The names of the files save() writes in its folder, in the order a message lists them.
+  virtual std::vector<std::string> saved_files() const {
+    return {"adapter_config.json", "adapter_model.safetensors"};
+  }
   // Reads the tensors of an adapter folder written by save() or by PEFT.
   virtual void load(const std::string& dir) = 0;
   // Merge (LoRA): the f32 copy w of base weight `name` gets this method's delta added. Methods
@@ -167,6 +171,11 @@ class MethodSet {
 
 // Helpers for methods.
 // A stored tensor checked against its declared shape, as f32 (an error names file and key).
+// Throws Error "SOURCE: tensor NAME holds N non-finite values (NaN or inf)" when a parameter of
+// `group` (the first method's: "", which excludes the stacked "mK/" groups) is NaN or infinite
+// after loading; called after every adapter or checkpoint load.
+void check_finite_parameters(const ParamStore& params, const std::string& group,
+                             const std::string& source);
 Tensor load_adapter_tensor(const SafetensorsFile& file, const std::string& key, const Shape& shape);
 // adapter_config.json (sorted keys, indent 2) + adapter_model.safetensors, atomically.
 void write_peft_folder(const std::string& dir, const nlohmann::json& config,

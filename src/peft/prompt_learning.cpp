@@ -74,6 +74,12 @@ class PromptLearningMethod : public Method {
     }
   }
 
+  std::vector<std::string> saved_files() const override {
+    std::vector<std::string> files = Method::saved_files();
+    if (encoder_) files.push_back(kEncoderFile);
+    return files;
+  }
+
   void load(const std::string& dir) override {
     const SafetensorsFile file(
         join_path(dir, encoder_ ? kEncoderFile : "adapter_model.safetensors"));

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/finite.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "peft/bottleneck_adapter.h"
@@ -298,7 +299,10 @@ void MethodSet::attach_folders(const std::vector<std::string>& dirs) {
     add(info, config, join_path(dir, "adapter_config.json"), dir);
   }
   allocate();
-  for (size_t i = 0; i < folders.size(); ++i) methods_[i]->load(folders[i]);
+  for (size_t i = 0; i < folders.size(); ++i) {
+    methods_[i]->load(folders[i]);
+    check_finite_parameters(params_, i == 0 ? "" : fmt::format("m{}/", i), folders[i]);
+  }
 }
 
 void MethodSet::initialize(Rng& rng, const Tokenizer* tokenizer) {
@@ -329,6 +333,24 @@ void MethodSet::save(const std::string& dir) const {
     methods_[i]->save(sub);
   }
   write_json_atomic(join_path(dir, kStackFile), nlohmann::json{{"adapters", subs}});
+}
+
+void check_finite_parameters(const ParamStore& params, const std::string& group,
+                             const std::string& source) {
+  std::string first;
+  int64_t tensors = 0;
+  for (const ParamStore::Entry& e : params.entries()) {
+    if (e.name.rfind(group, 0) != 0) continue;
+    if (!group.empty() || e.name.find('/') == std::string::npos) {
+      const int64_t bad = count_non_finite(e.var->value);
+      if (bad == 0) continue;
+      if (tensors++ == 0)
+        first = fmt::format("tensor {} holds {} non-finite value{} (NaN or inf)",
+                            e.name.substr(group.size()), bad, bad > 1 ? "s" : "");
+    }
+  }
+  if (tensors == 1) fail("{}: {}", source, first);
+  if (tensors > 1) fail("{}: {} (and {} more tensors with NaN or inf)", source, first, tensors - 1);
 }
 
 int64_t MethodSet::trainable_count() const {

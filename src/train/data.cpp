@@ -1,5 +1,7 @@
 #include "train/data.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "io/files.h"
@@ -180,6 +182,27 @@ std::vector<Example> read_training_records(const std::string& path, const Tokeni
   for (const JsonRecord& r : read_json_records(path))
     out.push_back(parse_record(r.value, {path, r.line}, tokenizer, vocab_size));
   return out;
+}
+
+void check_records_usable(const std::vector<Example>& records, const std::string& path,
+                          bool shifted, int64_t max_positions, int64_t max_len) {
+  int64_t targets = 0;
+  for (const Example& e : records) {
+    const size_t n = max_len > 0 ? std::min(e.labels.size(), size_t(max_len)) : e.labels.size();
+    for (size_t i = shifted ? 1 : 0; i < n; ++i) targets += e.labels[i] != kIgnoreIndex ? 1 : 0;
+    if (max_positions > 0 && int64_t(n) > max_positions)
+      fail(
+          "{} line {}: the record has {} tokens, more than the model's max_position_embeddings "
+          "{}{}",
+          path, e.source_line, e.input_ids.size(), max_positions,
+          max_len > 0 ? fmt::format(" (lower --max-len to at most {})", max_positions)
+                      : std::string(" (shorten or split it)"));
+  }
+  if (targets == 0)
+    fail("{}: none of its {} records has a target token ({}): the loss would be meaningless", path,
+         records.size(),
+         shifted ? "every record is empty, a single token, or has every label -100"
+                 : "every record is empty or has every label -100");
 }
 
 }  // namespace peft

@@ -34,4 +34,12 @@ std::vector<JsonRecord> read_json_records(const std::string& path);
 std::vector<Example> read_training_records(const std::string& path, const Tokenizer* tokenizer,
                                            int64_t vocab_size);
 
+// Refuses records that would give a meaningless number instead of an error: a file in which no
+// record has a target token (all empty, or every label −100; `shifted`: a decoder never predicts
+// a record's first token) — training on it gives loss 0 and gradient 0, scoring it perplexity 1 —
+// and a record longer than the model's `max_positions` (after truncation to `max_len`; 0: none),
+// whose cost grows with the square of its length and which a BERT position table cannot index.
+void check_records_usable(const std::vector<Example>& records, const std::string& path,
+                          bool shifted, int64_t max_positions, int64_t max_len = 0);
+
 }  // namespace peft

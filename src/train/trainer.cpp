@@ -1,5 +1,9 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -8,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/finite.h"
+#include "core/interrupt.h"
 #include "dist/comm.h"
 #include "io/files.h"
 #include "io/safetensors.h"
@@ -90,11 +96,46 @@ double Trainer::evaluate(const BatchBuilder& data) const {
 
 void Trainer::append_metrics(const std::string& line) const {
   if (options_.out_dir.empty() || !dist::is_root()) return;
+  // Opened and closed per line so an interrupted run keeps every line logged so far; every write
+  // and the close are checked (a full disk is an error at this step, not an empty file).
   const std::string path = join_path(options_.out_dir, "metrics.jsonl");
-  std::FILE* f = std::fopen(path.c_str(), "a");
-  if (!f) fail("{}: cannot open for appending", path);
-  std::fprintf(f, "%s\n", line.c_str());
-  std::fclose(f);  // closed per line so an interrupted run keeps every line logged so far
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot open for appending: {}", path, std::strerror(errno));
+  const std::string text = line + "\n";
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("{}: write failed at step {}: {}", path, step_, std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::close(fd) != 0) fail("{}: write failed at step {}: {}", path, step_, std::strerror(errno));
+}
+
+void Trainer::trim_metrics() const {
+  // After a resume from step S, drop the lines of steps after S that the interrupted run logged,
+  // so every step appears once (the file is rewritten atomically).
+  const std::string path = join_path(options_.out_dir, "metrics.jsonl");
+  if (options_.out_dir.empty() || !file_exists(path)) return;
+  const std::string text = read_text_file(path);
+  std::string kept;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("step") || !j["step"].is_number_integer())
+      continue;  // a line cut by the kill
+    if (j["step"].get<int64_t>() <= step_) kept += line + "\n";
+  }
+  if (kept != text) write_file_atomic(path, kept);
 }
 
 void Trainer::write_plot() const {
@@ -143,6 +184,15 @@ void Trainer::save_checkpoint(int64_t step) {
   const std::string temp_dir = final_dir + ".partial";
   fs::remove_all(temp_dir);
   fs::create_directories(temp_dir);
+  // A failed write (full disk) removes the partial folder; earlier checkpoints stay intact.
+  struct RemoveOnFailure {
+    std::string dir;
+    bool armed = true;
+    ~RemoveOnFailure() {
+      std::error_code ignored;
+      if (armed) fs::remove_all(dir, ignored);
+    }
+  } cleanup{temp_dir};
   save_adapter_(temp_dir);
   save_safetensors(join_path(temp_dir, "trainer_state.safetensors"),
                    {{"params", params_.values()}, {"adamw_m", m}, {"adamw_v", v}});
@@ -159,10 +209,17 @@ void Trainer::save_checkpoint(int64_t step) {
   state["rng_positions"] = rngs;
   state["train_curve"] = train_curve_;
   state["eval_curve"] = eval_curve_;
+  state["run_settings"] = options_.run_settings;
   write_json_atomic(join_path(temp_dir, "trainer_state.json"), state);
   // The folder appears under its final name only when complete.
   fs::remove_all(final_dir);
   fs::rename(temp_dir, final_dir);
+  cleanup.armed = false;
+  const int dir = ::open(options_.out_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {  // the rename itself durable
+    ::fsync(dir);
+    ::close(dir);
+  }
 }
 
 void Trainer::resume_from(const std::string& dir) {
@@ -181,6 +238,25 @@ void Trainer::resume_from(const std::string& dir) {
     if (state.at("seed").get<uint64_t>() != options_.seed)
       fail("{}: checkpoint was trained with --seed {}, this run uses {}", state_path,
            state.at("seed").get<uint64_t>(), options_.seed);
+    if (state.contains("run_settings")) {
+      const auto theirs = state.at("run_settings").get<std::map<std::string, std::string>>();
+      std::vector<std::string> changes;
+      for (const auto& [key, value] : options_.run_settings) {
+        auto it = theirs.find(key);
+        if (it != theirs.end() && it->second != value)
+          changes.push_back(key == "--data" || key == "--eval-data"
+                                ? fmt::format("{} has other contents", key)
+                                : fmt::format("{} {} (checkpoint: {})", key, value, it->second));
+      }
+      if (!changes.empty() && !options_.accept_changes) {
+        std::string list;
+        for (const std::string& c : changes) list += (list.empty() ? "" : ", ") + c;
+        fail(
+            "--resume {}: this run differs from the checkpoint's: {}; a resumed run would not "
+            "match an uninterrupted one (pass --resume-accept-changes to continue anyway)",
+            dir, list);
+      }
+    }
     SafetensorsFile file(join_path(dir, "trainer_state.safetensors"));
     params_.values().copy_from(file.get("params"));
     // The whole moments are stored; a sharded optimizer takes its slice (any number of ranks).
@@ -202,6 +278,7 @@ void Trainer::resume_from(const std::string& dir) {
     for (size_t i = 0; i < positions.size(); ++i) tracked_rngs_[i]->set_position(positions[i]);
     train_curve_ = state.at("train_curve").get<std::vector<std::pair<double, double>>>();
     eval_curve_ = state.at("eval_curve").get<std::vector<std::pair<double, double>>>();
+    resumed_ = true;
   } catch (const nlohmann::json::exception& e) {
     fail("{}: malformed trainer state: {}", state_path, e.what());
   }
@@ -216,6 +293,7 @@ TrainResult Trainer::train() {
   double last_loss = 0;
   const int ranks = dist::size();
   result.ranks = ranks;
+  if (resumed_) trim_metrics();
   while (step_ < total_steps_) {
     std::vector<Batch> micro;
     int64_t taken = 0;  // micro-batches of the global plan in this step
@@ -267,11 +345,18 @@ TrainResult Trainer::train() {
       fail("step {}: the loss is {}; training stopped (checkpoints written so far are intact)",
            step_number, step_loss);
     const double grad_norm = clip_grad_norm(params_.grads(), options_.clip_grad);
-    if (!std::isfinite(grad_norm))
+    if (!std::isfinite(grad_norm)) {
+      std::string where;  // the first parameter whose gradient is NaN / inf
+      for (const ParamStore::Entry& e : params_.entries())
+        if (const int64_t bad = count_non_finite(e.var->grad); bad > 0) {
+          where = fmt::format(" ({} of the gradient of {} are NaN or inf)", bad, e.name);
+          break;
+        }
       fail(
-          "step {}: the gradient norm is {}; training stopped (checkpoints written so far are "
+          "step {}: the gradient norm is {}{}; training stopped (checkpoints written so far are "
           "intact)",
-          step_number, grad_norm);
+          step_number, grad_norm, where);
+    }
     const float lr = learning_rate_at(options_.schedule, options_.lr, step_, options_.warmup_steps,
                                       total_steps_);
     optimizer_.step(lr);
@@ -304,10 +389,13 @@ TrainResult Trainer::train() {
         (step_ % options_.log_every == 0 || last || line.contains("eval_loss"))) {
       append_metrics(line.dump());
     }
+    const bool checkpoint =
+        options_.save_every > 0 && step_ % options_.save_every == 0 && !options_.out_dir.empty();
+    if (checkpoint) save_checkpoint(step_);
+    // The final adapter before anything optional: a failed plot never loses it.
+    if (last && !options_.out_dir.empty() && dist::is_root()) save_adapter_(options_.out_dir);
     // The plot is redrawn at evaluations, checkpoints and the end (an atomic write each).
-    if (last || line.contains("eval_loss") ||
-        (options_.save_every > 0 && step_ % options_.save_every == 0))
-      write_plot();
+    if (last || line.contains("eval_loss") || checkpoint) write_plot();
     if (options_.progress && dist::is_root()) {
       const int width = 24;
       const int filled = int(double(width) * double(step_) / double(total_steps_));
@@ -319,8 +407,26 @@ TrainResult Trainer::train() {
                    format_duration(eta).c_str());
       if (last) std::fprintf(stderr, "\n");
     }
-    if (options_.save_every > 0 && step_ % options_.save_every == 0 && !options_.out_dir.empty())
-      save_checkpoint(step_);
+    // (one process only: ranks of an MPI run could see the signal at different steps)
+    if (interrupt_requested() && !last && dist::size() == 1) {
+      if (options_.out_dir.empty()) throw Interrupted(fmt::format("interrupted at step {}", step_));
+      if (!checkpoint) save_checkpoint(step_);
+      const std::string ckpt = join_path(options_.out_dir, fmt::format("checkpoint-{}", step_));
+      if (options_.progress) std::fprintf(stderr, "\n");
+      throw Interrupted(
+          fmt::format("interrupted at step {} of {}: wrote {} (continue with --resume {})", step_,
+                      total_steps_, ckpt, ckpt));
+    }
+    if (options_.on_step) {
+      StepReport report{step_,        total_steps_, line["epoch"].get<double>(),
+                        step_loss,    lr,           grad_norm,
+                        tokens_per_s, std::nullopt};
+      if (line.contains("eval_loss")) report.eval_loss = line["eval_loss"].get<double>();
+      if (!options_.on_step(report)) {
+        result.stopped = !last;
+        break;
+      }
+    }
   }
   check_replicas_agree(params_.values(), "end of training");
   result.steps = step_;

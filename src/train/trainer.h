@@ -10,6 +10,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,13 @@
 #include "train/schedule.h"
 
 namespace peft {
+
+// What the trainer reports after each optimizer step (the fields of a metrics.jsonl line).
+struct StepReport {
+  int64_t step = 0, total_steps = 0;
+  double epoch = 0, loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
+  std::optional<double> eval_loss;
+};
 
 struct TrainerOptions {
   int64_t epochs = 1;
@@ -42,6 +50,14 @@ struct TrainerOptions {
   bool shard_optimizer = false;
   // With several ranks: gradients summed in bf16 (half the traffic; for full fine-tuning).
   bool allreduce_bf16 = false;
+  // What a resumed run must share with its checkpoint (flag -> value, e.g. "--lr" -> "0.005",
+  // "--data" -> a content hash): saved in trainer_state.json; resume_from refuses a difference
+  // unless accept_changes.
+  std::map<std::string, std::string> run_settings;
+  bool accept_changes = false;
+  // Called after every step (after its metrics line and checkpoint); returning false stops
+  // training there (TrainResult::stopped). With several ranks every rank must return the same.
+  std::function<bool(const StepReport&)> on_step = nullptr;
 };
 
 // Sum of token NLLs of a batch divided by `normaliser`. `training`: a training step (the tape
@@ -61,6 +77,7 @@ struct TrainResult {
   // Several ranks: time waiting at the step's end for the slowest rank (a barrier), then in the
   // gradient and loss all-reduces themselves.
   double wait_seconds = 0, allreduce_seconds = 0;
+  bool stopped = false;  // on_step returned false before the last step
 };
 
 class Trainer {
@@ -68,10 +85,14 @@ class Trainer {
   Trainer(ParamStore& params, const BatchBuilder& train_data, const BatchBuilder* eval_data,
           LossFunction loss, SaveAdapter save_adapter, TrainerOptions options);
   // Continues from a checkpoint folder written by this trainer (parameters, AdamW moments, step,
-  // data position and RNG state).
+  // data position and RNG state). metrics.jsonl in out_dir then keeps the lines up to the
+  // checkpoint's step, so that every step appears once.
   void resume_from(const std::string& checkpoint_dir);
   // Extra state (e.g. a dropout Rng) saved with checkpoints: position getter and setter.
   void track_rng(Rng* rng) { tracked_rngs_.push_back(rng); }
+  // Runs to total_steps(). With an out_dir, the final adapter is written (save_adapter) before
+  // anything optional (loss.svg). A SIGINT / SIGTERM (core/interrupt.h) ends the current step,
+  // writes checkpoint-STEP and throws Interrupted.
   TrainResult train();
   // Token-weighted mean NLL over a whole data set, without recording (the batches split over the
   // ranks; every rank must call it).
@@ -84,6 +105,7 @@ class Trainer {
   Tensor full_moment(Tensor& shard);
   void append_metrics(const std::string& line) const;
   void write_plot() const;
+  void trim_metrics() const;
 
   ParamStore& params_;
   const BatchBuilder& train_;
@@ -98,6 +120,7 @@ class Trainer {
   // Position: `step_` optimizer steps done; the next micro-batch is batch `cursor_` of epoch
   // `epoch_`.
   int64_t step_ = 0, epoch_ = 0, cursor_ = 0;
+  bool resumed_ = false;
   std::vector<std::pair<double, double>> train_curve_, eval_curve_;
 };
 

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <vector>
 
 #include "autograd/params.h"
 #include "core/arena.h"
@@ -45,6 +48,44 @@ TEST(Tensor, MappedFileIsReadOnlyView) {
   EXPECT_EQ(t.to_vector(), (std::vector<float>{2, 3, 4}));
   EXPECT_THROW(Tensor::from_storage(storage, 8, {3}, DType::F32), InternalError);
   EXPECT_THROW(map_file(path + ".missing"), Error);
+  std::remove(path.c_str());
+}
+
+// VmRSS of this process in KiB, −1 where /proc does not say.
+int64_t resident_kb() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "VmRSS:", 6) == 0) kb = std::atoll(line + 6);
+  std::fclose(f);
+  return kb;
+}
+
+// What a base converted at load relies on: the converted source's pages leave the resident set,
+// and the data still read back (from the file) if touched again. Heap tensors keep their data.
+TEST(Tensor, ReleasedPagesOfAMappedFileLeaveTheResidentSet) {
+  const std::string path = ::testing::TempDir() + "/release.bin";
+  const int64_t n = int64_t(8) << 20;  // 32 MiB of f32
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::vector<float> v(size_t(n), 1.5f);
+    f.write(reinterpret_cast<const char*>(v.data()), std::streamsize(v.size() * sizeof(float)));
+  }
+  Tensor t = Tensor::from_storage(map_file(path), 0, {n}, DType::F32);
+  const int64_t before = resident_kb();
+  double sum = 0;
+  for (int64_t i = 0; i < n; i += 1024) sum += t.data<float>()[i];  // touch every page
+  const int64_t touched = resident_kb();
+  if (before < 0 || touched - before < 16 * 1024) GTEST_SKIP() << "/proc shows no resident growth";
+  t.release_pages(0, t.nbytes());
+  EXPECT_LT(resident_kb(), before + 4 * 1024);
+  EXPECT_EQ(sum, 1.5 * double(n / 1024));
+  EXPECT_EQ(t.data<float>()[n - 1], 1.5f);  // read back from the file
+  Tensor h = Tensor::from_vector({1, 2, 3}, {3});
+  h.release_pages(0, h.nbytes());
+  EXPECT_EQ(h.to_vector(), (std::vector<float>{1, 2, 3}));
   std::remove(path.c_str());
 }
 

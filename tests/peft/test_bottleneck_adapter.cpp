@@ -309,5 +309,64 @@ TEST(BottleneckAdapterCli, TrainLowersLossAndMergeRefuses) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/merged/model.safetensors"));
 }
 
+// Stacking: a LoRA adapter and a bottleneck adapter attached together (--adapter twice) give the
+// logits of the bottleneck adapter alone on the model with the LoRA merged into its weights; the
+// stacked run differs from either adapter alone.
+TEST(BottleneckAdapterCli, StackedWithLoraEqualsAdapterOnMergedModel) {
+  const std::string dir = testing::fresh_dir("adapter_stack_" + std::to_string(::getpid()));
+  ASSERT_EQ(
+      testing::run_peft("init --arch llama --preset tiny --seed 4 --out " + dir + "/model").status,
+      0);
+  {
+    std::ofstream f(dir + "/data.jsonl");
+    for (int r = 0; r < 8; ++r) {
+      nlohmann::json ids = nlohmann::json::array();
+      for (int t = 0; t < 10; ++t) ids.push_back((r * 7 + t * 3) % 200 + 3);
+      f << nlohmann::json{{"input_ids", ids}}.dump() << "\n";
+    }
+  }
+  const std::string common =
+      " --data " + dir + "/data.jsonl --batch-size 4 --max-steps 3 --lr 5e-2";
+  auto lora = testing::run_peft("train --model " + dir + "/model --method lora --r 4" + common +
+                                " --out " + dir + "/lora");
+  ASSERT_EQ(lora.status, 0) << lora.err;
+  auto adapter =
+      testing::run_peft("train --model " + dir + "/model --method adapter --adapter-kind houlsby" +
+                        common + " --out " + dir + "/adapter");
+  ASSERT_EQ(adapter.status, 0) << adapter.err;
+  // The closing line names what the method wrote.
+  EXPECT_NE(adapter.err.find("adapter_config.json + adapter.safetensors + pytorch_adapter.bin"),
+            std::string::npos)
+      << adapter.err;
+  EXPECT_NE(lora.err.find("adapter_config.json + adapter_model.safetensors"), std::string::npos)
+      << lora.err;
+  auto merged = testing::run_peft("merge --model " + dir + "/model --adapter " + dir +
+                                  "/lora --out " + dir + "/merged");
+  ASSERT_EQ(merged.status, 0) << merged.err;
+
+  const ModelInputs in = batch();
+  auto logits = [&](const std::string& model_dir, const std::vector<std::string>& adapters) {
+    auto model = load_model(model_dir);
+    MethodSet set(*model);
+    set.attach_folders(adapters);
+    return model->logits(model->forward(in, set.hooks()))->value.to_vector();
+  };
+  const std::vector<float> stacked = logits(dir + "/model", {dir + "/lora", dir + "/adapter"});
+  const std::vector<float> on_merged = logits(dir + "/merged", {dir + "/adapter"});
+  const std::vector<float> lora_only = logits(dir + "/model", {dir + "/lora"});
+  const std::vector<float> adapter_only = logits(dir + "/model", {dir + "/adapter"});
+  ASSERT_EQ(stacked.size(), on_merged.size());
+  float worst = 0, scale = 0, vs_lora = 0, vs_adapter = 0;
+  for (size_t i = 0; i < stacked.size(); ++i) {
+    worst = std::max(worst, std::fabs(stacked[i] - on_merged[i]));
+    scale = std::max(scale, std::fabs(on_merged[i]));
+    vs_lora = std::max(vs_lora, std::fabs(stacked[i] - lora_only[i]));
+    vs_adapter = std::max(vs_adapter, std::fabs(stacked[i] - adapter_only[i]));
+  }
+  EXPECT_LE(worst, 1e-5f * scale) << "stacked vs adapter on the merged model";
+  EXPECT_GT(vs_lora, 1e-3f * scale) << "the bottleneck adapter must matter";
+  EXPECT_GT(vs_adapter, 1e-3f * scale) << "the LoRA adapter must matter";
+}
+
 }  // namespace
 }  // namespace peft
