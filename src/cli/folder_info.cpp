@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "models/registry.h"
+#include "cli/setup.h"
 #include "peft/method.h"
 
 namespace peft::cli {
@@ -126,8 +127,25 @@ nlohmann::ordered_json adapter_info(const std::string& dir) {
 nlohmann::ordered_json folder_info(const std::string& dir) {
   if (!directory_exists(dir)) fail("{}: no such folder", dir);
   if (file_exists(join_path(dir, "adapter_config.json"))) return adapter_info(dir);
+  if (file_exists(join_path(dir, kStackFile))) {  // stacked adapters: one sub-folder each
+    nlohmann::ordered_json j;
+    j["kind"] = "adapter stack";
+    j["methods"] = nlohmann::json::array();
+    j["adapters"] = nlohmann::json::array();
+    int64_t trainable = 0;
+    for (const std::string& sub : adapter_folders(dir)) {
+      nlohmann::ordered_json a = adapter_info(sub);
+      a["folder"] = folder_name(sub);
+      j["methods"].push_back(a["method"]);
+      trainable += a["trainable_params"].get<int64_t>();
+      j["adapters"].push_back(a);
+    }
+    j["trainable_params"] = trainable;
+    return j;
+  }
   if (file_exists(join_path(dir, "config.json"))) return model_info(dir);
-  fail("{}: neither config.json (a model) nor adapter_config.json (an adapter) found", dir);
+  fail("{}: neither config.json (a model), adapter_config.json (an adapter) nor {} (stacked adapters) found",
+       dir, kStackFile);
 }
 
 int print_folder_info(const std::string& dir, bool json) {

@@ -41,7 +41,7 @@ int run_oracle(const OracleArgs& a) {
   std::vector<std::pair<std::string, Tensor>> out;
   {
     Tape tape;
-    const Var hidden = model->forward(batch, hooks);
+    const Var hidden = model->forward(batch, {.hooks = hooks});
     {
       NoGradGuard no_grad;
       out.emplace_back("logits", model->logits(hidden)->value);

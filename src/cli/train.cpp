@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -147,24 +148,42 @@ void save_model_folder(const std::string& dir, const Model& model, const ParamSt
 }
 
 int run_train(const TrainArgs& a) {
-  // The method: --method's registry row, or with --resume / --adapter the one the folder holds.
+  // The methods: --method's registry rows (a comma list stacks them), or with --resume /
+  // --adapter the ones the folder holds (one adapter, or a stack of them).
   const std::string source = !a.resume.empty() ? a.resume : a.adapter;
   const bool full = a.method == "full";
-  // No --method: the registry's first row (LoRA), or the folder's method.
-  const MethodInfo* info =
-      full ? nullptr : find_method(a.method.empty() ? method_registry().front().name : a.method);
-  if (!full && !info) fail("--method {}: expected one of {} or full", a.method, method_names());
-  nlohmann::json method_config;
-  if (!full && !source.empty()) {
-    const MethodInfo& held = method_of_adapter(source, &method_config);
-    if (a.method_option->count() > 0 && held.peft_type != info->peft_type)
-      fail("--method {}: {} holds a {} adapter", a.method, source, held.name);
-    if (a.method_option->count() == 0) info = &held;
-  } else if (!full) {
-    method_config = method_config_from_flags(*info, given_method_flags(a));
-  } else if (!given_method_flags(a).empty()) {
-    fail("--{}: method flags do not apply to --method full", given_method_flags(a).begin()->first);
+  const std::map<std::string, std::string> given = given_method_flags(a);
+  if (full && !given.empty())
+    fail("--{}: method flags do not apply to --method full", given.begin()->first);
+  if (!full && a.method.find(',') != std::string::npos) {
+    std::stringstream names(a.method);
+    for (std::string n; std::getline(names, n, ',');)
+      if (n == "full") fail("--method {}: full fine-tuning cannot be stacked with a method", a.method);
   }
+  // No --method: the registry's first row (LoRA), or the folder's methods.
+  std::vector<const MethodInfo*> stack;
+  if (!full) stack = parse_method_list(a.method.empty() ? method_registry().front().name : a.method);
+  std::vector<std::string> folders;  // the adapter folders continued from, one per method
+  std::vector<nlohmann::json> configs;
+  if (!full && !source.empty()) {
+    folders = adapter_folders(source);
+    std::vector<const MethodInfo*> held;
+    for (const std::string& f : folders) {
+      configs.emplace_back();
+      held.push_back(&method_of_adapter(f, &configs.back()));
+    }
+    if (a.method_option->count() > 0) {
+      bool same = held.size() == stack.size();
+      for (size_t i = 0; same && i < held.size(); ++i)
+        same = held[i]->peft_type == stack[i]->peft_type;
+      if (!same) fail("--method {}: {} holds {}", a.method, source, stack_label(held));
+    } else {
+      stack = held;
+    }
+  } else if (!full) {
+    configs = method_configs_from_flags(stack, given);
+  }
+  const std::string method_label = full ? "full" : stack_label(stack);
   // Under mpirun rank 0 alone writes (the others need --out on no shared disk).
   const bool root = dist::is_root();
   if (root) prepare_out_dir(a, false);
@@ -240,38 +259,54 @@ int run_train(const TrainArgs& a) {
   std::string written = "config.json + model.safetensors";  // what save() writes (for the note)
   if (!full) {
     written.clear();
-    method_config["base_model_name_or_path"] = a.model;
-    Method& method =
-        methods.add(*info, method_config, source.empty() ? "the --method flags" : source, source);
-    objective->declare(methods.params());  // a seq-cls head trains beside the method
-    methods.allocate();
-    if (source.empty())
-      method.initialize(init_rng, loaded.tokenizer.get());
-    else {
-      method.load(source);
-      check_finite_parameters(methods.params(), "", source);
+    if (!folders.empty()) check_flags_agree_with_folders(model, stack, configs, folders, given);
+    for (size_t i = 0; i < stack.size(); ++i) {
+      configs[i]["base_model_name_or_path"] = a.model;
+      methods.add(*stack[i], configs[i],
+                  folders.empty() ? "the --method flags" : join_path(folders[i], "adapter_config.json"),
+                  folders.empty() ? "" : folders[i]);
     }
-    save = [&](const std::string& dir) { method.save(dir); };
-    for (const std::string& f : method.saved_files()) written += (written.empty() ? "" : " + ") + f;
+    objective->declare(methods.params());  // a seq-cls head trains beside the method(s)
+    methods.allocate();
+    if (folders.empty()) {
+      methods.initialize(init_rng, loaded.tokenizer.get());
+    } else {
+      for (size_t i = 0; i < folders.size(); ++i) {
+        methods.methods()[i]->load(folders[i]);
+        check_finite_parameters(methods.params(), i == 0 ? "" : fmt::format("m{}/", i), folders[i]);
+      }
+    }
+    save = [&](const std::string& dir) { methods.save(dir); };
+    if (stack.size() == 1) {
+      for (const std::string& f : methods.methods()[0]->saved_files())
+        written += (written.empty() ? "" : " + ") + f;
+    } else {  // one sub-folder per method and the list of them
+      for (const MethodInfo* m : stack) written += m->name + "/ + ";
+      written += kStackFile;
+    }
   } else {
     objective->declare(full_params);
     model.make_trainable(full_params);
     save = [&](const std::string& dir) { save_model_folder(dir, model, full_params, a.model); };
   }
   ParamStore& params = full ? full_params : methods.params();
+  // The objective's own parameters (a seq-cls head) live in the adapter folder, in a stack the
+  // first method's (PEFT's modules_to_save of that adapter).
   if (!full && !source.empty())
-    objective->load(params, source);
+    objective->load(params, folders.front());
   else
     objective->initialize(params, init_rng);
   save = [&, save_method = save](const std::string& dir) {
     save_method(dir);
-    objective->save(params, dir);
+    objective->save(params, full ? dir : adapter_folders(dir).front());
   };
   ModelHooks* hooks = methods.hooks();
-  model.set_training(true, &dropout_rng);
 
-  LossFunction loss = [&](const Batch& b, float normaliser) {
-    return objective->loss(b, normaliser, hooks);
+  // The trainer says whether a batch is a training step or an evaluation; the ForwardContext
+  // carries that (dropout) to the model and every method.
+  LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
+    return objective->loss(b, normaliser,
+                           {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
   };
 
   TrainerOptions o;
@@ -309,8 +344,8 @@ int run_train(const TrainArgs& a) {
                     {"--data", content_hash(a.data)}};
   if (!a.eval_data.empty()) o.run_settings["--eval-data"] = content_hash(a.eval_data);
   o.accept_changes = a.accept_changes;
-  o.plot_title = fmt::format("{} fine-tune of {} ({})", full ? "full" : info->name,
-                             folder_name(a.model), model.config().model_type);
+  o.plot_title = fmt::format("{} fine-tune of {} ({})", method_label, folder_name(a.model),
+                             model.config().model_type);
   Trainer trainer(params, train_data, eval_data.get(), loss, save, o);
   trainer.track_rng(&dropout_rng);
   if (!a.resume.empty()) trainer.resume_from(a.resume);
@@ -321,7 +356,7 @@ int run_train(const TrainArgs& a) {
     std::fprintf(
         stderr,
         "training %s (%s) on %zu rows for %lld steps: %lld trainable parameters (%.4f%% of %lld)\n",
-        a.model.c_str(), full ? "full" : info->name.c_str(), train_data.num_examples(),
+        a.model.c_str(), method_label.c_str(), train_data.num_examples(),
         (long long)trainer.total_steps(), (long long)trainable,
         100.0 * double(trainable) / double(std::max<int64_t>(1, model.parameter_count())),
         (long long)model.parameter_count());
@@ -335,6 +370,7 @@ int run_train(const TrainArgs& a) {
   out["steps"] = result.steps;
   out["final_loss"] = result.final_loss;
   out["eval_loss"] = result.eval_loss ? nlohmann::json(*result.eval_loss) : nlohmann::json(nullptr);
+  out["method"] = method_label;
   out["trainable_params"] = trainable;
   out["tokens_per_s"] = result.tokens_per_s;
   out["peak_rss_mb"] = peak_rss_mb();
@@ -346,7 +382,6 @@ int run_train(const TrainArgs& a) {
   out["task"] = task;
   if (eval_data) {  // the objective's own metrics of the final model (accuracy on masked tokens
                     // or on records)
-    model.set_training(false, nullptr);
     const EvalMetrics m = objective->evaluate(*eval_data, hooks);
     out["eval_accuracy"] = m.accuracy;
     if (m.classification()) out["eval_macro_f1"] = macro_f1(m.confusion);
@@ -424,12 +459,16 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--no-shuffle", a->no_shuffle, "keep the data order")->group(data);
   a->method_option =
       app.add_option("--method", a->method,
-                     fmt::format("{} or full (with --adapter / --resume: the folder's method)",
+                     fmt::format("{} or full; several, comma-separated (A,B), train stacked, e.g. "
+                                 "LoRA with a prompt-learning method, each saved in its own "
+                                 "sub-folder (with --adapter / --resume: the folder's methods)",
                                  method_names()))
           ->default_str(method_registry().front().name)
           ->group(method);
   app.add_option("--adapter", a->adapter,
-                 "continue training an existing adapter folder (any method; PEFT's or ours)")
+                 "continue training an existing adapter folder (any method; PEFT's or ours; a "
+                 "stacked run's folder continues the whole stack); method flags given must agree "
+                 "with its config")
       ->type_name("DIR")
       ->group(method);
   app.add_option("--epochs", a->epochs, "passes over the data")->check(at_least(1))->group(optim);

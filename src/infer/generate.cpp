@@ -28,7 +28,7 @@ GenerateResult generate(Model& model, const std::vector<int32_t>& prompt, const 
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     ModelInputs in;
     in.input_ids = Tensor::from_vector_i32(step_ids, {1, int64_t(step_ids.size())});
-    Var hidden = model.forward(in, hooks, &cache);
+    Var hidden = model.forward(in, {.hooks = hooks, .cache = &cache});
     // Logits of the last position only.
     Var last = gather_rows(hidden, {int32_t(hidden->value.numel() / hidden->value.dim(-1) - 1)});
     std::vector<float> logits = model.logits(last)->value.to_vector();

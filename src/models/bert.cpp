@@ -65,15 +65,13 @@ class Bert final : public Model {
     hidden_dropout_ = config_float(cfg, "hidden_dropout_prob", 0.1f);
   }
 
-  Var forward(const ModelInputs& in, ModelHooks* hooks, KVCache* cache) override {
-    PEFT_CHECK(cache == nullptr, "BERT is bidirectional: no KV cache");
+  Var run_forward(const ModelInputs& in, const ForwardContext& ctx) override {
+    PEFT_CHECK(ctx.cache == nullptr, "BERT is bidirectional: no KV cache");
+    ModelHooks* hooks = ctx.hooks;
     const HFConfig& c = config_;
     const Tensor& ids = in.input_ids;
-    PEFT_CHECK(ids.ndim() == 2 && ids.dtype() == DType::I32, "input_ids must be i32 [B, T], got {}",
-               ids.describe());
     const int64_t B = ids.dim(0), T = ids.dim(1);
     const int64_t H = c.num_attention_heads, D = c.head_dim, C = c.hidden_size;
-    begin_forward(hooks, nullptr, B);
     Var x = embedding(word_, ids);
     if (hooks) x = hooks->input_embeddings(x);
     const int64_t Tt = x->value.dim(1), P = Tt - T;
@@ -94,8 +92,8 @@ class Bert final : public Model {
     x = add(x, embedding(position_, positions));
     x = add(x, embedding(token_type_, types));
     const float eps = float(c.layer_norm_eps);
-    x = dropout_if_training(layer_norm(x, embed_norm_.weight, embed_norm_.bias, eps),
-                            hidden_dropout_);
+    x = training_dropout(layer_norm(x, embed_norm_.weight, embed_norm_.bias, eps),
+                         hidden_dropout_, ctx);
 
     AttentionOptions opts;
     opts.causal = false;
@@ -117,7 +115,7 @@ class Bert final : public Model {
       Var a =
           prefix ? attention(q, k, v, opts, prefix->key, prefix->value) : attention(q, k, v, opts);
       Var h =
-          dropout_if_training(project(reshape(a, {B, Tt, C}), L.attn_out, hooks), hidden_dropout_);
+          training_dropout(project(reshape(a, {B, Tt, C}), L.attn_out, hooks), hidden_dropout_, ctx);
       if (hooks) {
         const SublayerNorm norm = [&](const Var& y) {
           return layer_norm(y, L.attn_norm.weight, L.attn_norm.bias, eps);
@@ -126,7 +124,7 @@ class Bert final : public Model {
       }
       x = layer_norm(add(h, x), L.attn_norm.weight, L.attn_norm.bias, eps);
       Var f = project(gelu(project(x, L.inter, hooks)), L.out, hooks);
-      f = dropout_if_training(f, hidden_dropout_);
+      f = training_dropout(f, hidden_dropout_, ctx);
       if (hooks) {
         const SublayerNorm norm = [&](const Var& y) {
           return layer_norm(y, L.out_norm.weight, L.out_norm.bias, eps);
@@ -160,13 +158,13 @@ class Bert final : public Model {
                                        Tensor::from_vector_i32({opts.ignore_index}, {1}), opts,
                                        stats);
     }
-    Var logits = linear(head_transform(gather_rows(hidden, rows), hooks_), decoder_, bias_);
+    Var logits = linear(head_transform(gather_rows(hidden, rows), ctx_.hooks), decoder_, bias_);
     return cross_entropy_from_logits(
         logits, Tensor::from_vector_i32(targets, {int64_t(targets.size())}), opts, stats);
   }
 
   Var logits(const Var& hidden) override {
-    return linear(head_transform(hidden, hooks_), decoder_, bias_);
+    return linear(head_transform(hidden, ctx_.hooks), decoder_, bias_);
   }
 
  protected:

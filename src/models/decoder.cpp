@@ -68,14 +68,13 @@ class Decoder final : public Model {
     head_ = cfg.tie_word_embeddings ? embed_ : take("lm_head.weight");
   }
 
-  Var forward(const ModelInputs& in, ModelHooks* hooks, KVCache* cache) override {
+  Var run_forward(const ModelInputs& in, const ForwardContext& ctx) override {
+    ModelHooks* hooks = ctx.hooks;
+    KVCache* cache = ctx.cache;
     const HFConfig& c = config_;
     const Tensor& ids = in.input_ids;
-    PEFT_CHECK(ids.ndim() == 2 && ids.dtype() == DType::I32, "input_ids must be i32 [B, T], got {}",
-               ids.describe());
     const int64_t B = ids.dim(0), T = ids.dim(1);
     const int64_t H = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
-    begin_forward(hooks, cache, B);
     Var x = embedding(embed_, ids);
     // Virtual tokens go in front of the sequence once: with a cache, on its first step only.
     if (hooks && (!cache || cache->length() == 0)) x = hooks->input_embeddings(x);

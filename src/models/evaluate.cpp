@@ -42,7 +42,7 @@ EvalResult evaluate_records(Model& model, const std::vector<TokenRecord>& record
           in.token_type_ids.data<int32_t>()[b * T + t] = r.token_type_ids[size_t(t)];
       }
     }
-    const Var hidden = model.forward(in, hooks);
+    const Var hidden = model.forward(in, {.hooks = hooks});
     CrossEntropyStats stats;
     model.loss(hidden, labels, {}, &stats);
     sum += stats.sum;

@@ -19,14 +19,19 @@ namespace peft {
 class KVCache;
 class Rng;
 
-// What one forward pass is: training (dropout on, the tape records) or inference, the dropout
-// RNG, and the KV cache (generation). The model builds it once per forward and hands it to every
-// hook through begin_forward, so no method decides "training" on its own.
+class ModelHooks;
+
+// What one forward pass is, decided once by its caller (the trainer, evaluation, generation) and
+// handed to the model and, through begin_forward, to every hook: the attached methods, training
+// or not (every dropout — the model's hidden dropout, LoRA's, the P-Tuning LSTM's — follows
+// `training`; the dropout ops themselves apply whatever they are asked), the dropout RNG and the
+// KV cache. Nothing else decides "training".
 struct ForwardContext {
-  bool training = false;
-  Rng* dropout_rng = nullptr;  // required when training with dropout
-  KVCache* cache = nullptr;    // decoders at inference; null otherwise
-  int64_t batch = 0;           // B of this forward
+  ModelHooks* hooks = nullptr;  // the attached methods (a HookStack when several); null: none
+  bool training = false;        // dropout on
+  Rng* dropout_rng = nullptr;   // required when training with dropout > 0
+  KVCache* cache = nullptr;     // decoders at inference; null otherwise
+  int64_t batch = 0;            // B of this forward (the model fills it in)
 };
 
 // A weight projection of the model, named as Hugging Face names the module, e.g.

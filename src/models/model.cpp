@@ -101,7 +101,7 @@ Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
   for (size_t i = 1; i < branches.size(); ++i) {
     const LoraBranch& b = *branches[i];
     Var in = x;
-    if (b.dropout > 0.0f && active_tape()) {
+    if (b.dropout > 0.0f) {  // the method sets it only while training
       PEFT_CHECK(b.rng != nullptr, "LoRA dropout while training needs an Rng");
       in = dropout(x, b.dropout, *b.rng);
     }
@@ -110,17 +110,20 @@ Var Model::project(const Var& x, const LinearWeights& w, ModelHooks* hooks) {
   return y;
 }
 
-ForwardContext Model::begin_forward(ModelHooks* hooks, KVCache* cache, int64_t batch) {
-  hooks_ = hooks;
-  ForwardContext ctx{training_, dropout_rng_, cache, batch};
-  if (hooks) hooks->begin_forward(ctx);
-  return ctx;
+Var Model::forward(const ModelInputs& in, const ForwardContext& ctx) {
+  const Tensor& ids = in.input_ids;
+  PEFT_CHECK(ids.ndim() == 2 && ids.dtype() == DType::I32, "input_ids must be i32 [B, T], got {}",
+             ids.describe());
+  ctx_ = ctx;
+  ctx_.batch = ids.dim(0);
+  if (ctx_.hooks) ctx_.hooks->begin_forward(ctx_);
+  return run_forward(in, ctx_);
 }
 
-Var Model::dropout_if_training(const Var& x, float p) {
-  if (!training_ || p <= 0.0f) return x;
-  PEFT_CHECK(dropout_rng_ != nullptr, "training mode needs a dropout Rng");
-  return dropout(x, p, *dropout_rng_);
+Var Model::training_dropout(const Var& x, float p, const ForwardContext& ctx) {
+  if (!ctx.training || p <= 0.0f) return x;
+  PEFT_CHECK(ctx.dropout_rng != nullptr, "training with dropout needs a dropout Rng");
+  return dropout(x, p, *ctx.dropout_rng);
 }
 
 Tensor Model::token_positions(const ModelInputs& in, int64_t P, int64_t offset) {
@@ -193,7 +196,7 @@ void Model::bind_trainable(ParamStore& params, const std::map<std::string, std::
 
 Var Model::token_logits(const Var& hidden, const std::vector<int32_t>& rows,
                         const std::vector<int32_t>& vocab) {
-  Var h = head_transform(gather_rows(hidden, rows), hooks_);
+  Var h = head_transform(gather_rows(hidden, rows), ctx_.hooks);
   const Tensor ids = Tensor::from_vector_i32(vocab, {int64_t(vocab.size())});
   Var w = embedding(head_weight(), ids);  // [K, C]
   Var b = head_bias();

@@ -58,14 +58,15 @@ class Model {
   const ArchSpec& arch() const { return *arch_; }
   bool is_causal_lm() const;
 
-  // The forward pass: hidden states [B, P + T, C] (P = hooks' virtual tokens) after the final
-  // norm (decoders) or the last encoder layer (BERT). With a cache (decoders only, inference),
-  // the tokens continue the cached ones and their keys / values are appended.
-  virtual Var forward(const ModelInputs& in, ModelHooks* hooks = nullptr,
-                      KVCache* cache = nullptr) = 0;
+  // The forward pass: hidden states [B, P + T, C] (P = the hooks' virtual tokens) after the final
+  // norm (decoders) or the last encoder layer (BERT). ctx says which methods are attached
+  // (ctx.hooks), whether this is training (dropout) and, for decoders at inference, the KV cache:
+  // the tokens then continue the cached ones and their keys / values are appended. The model
+  // fills in ctx.batch, calls every hook's begin_forward with the context, then runs.
+  Var forward(const ModelInputs& in, const ForwardContext& ctx = {});
 
   // The head of loss / logits / token_logits (BERT's transform.dense is a linear site) uses the
-  // hooks given to the last forward.
+  // hooks of the last forward's context.
   // The training objective on forward's hidden states, via the chunked cross-entropy op (the
   // [tokens, vocab] logits are never all alive). labels i32 [B, T] (−100 = ignored); decoders
   // predict labels[t + 1] from position t (HF's shift), BERT scores labels at their own position
@@ -95,18 +96,11 @@ class Model {
   void declare_trainable(ParamStore& params, const std::map<std::string, std::string>& keys) const;
   void bind_trainable(ParamStore& params, const std::map<std::string, std::string>& keys);
 
-  // Dropout as in HF's train() mode (BERT's hidden / attention-probability dropout apply to
-  // hidden states only here); off by default (eval mode).
-  void set_training(bool training, Rng* rng) {
-    training_ = training;
-    dropout_rng_ = rng;
-  }
-
  protected:
   Model(HFConfig config, const ArchSpec& arch) : config_(std::move(config)), arch_(&arch) {}
-  // The start of every forward: remembers the hooks (the head uses them too), builds the
-  // ForwardContext and calls every hook's begin_forward with it.
-  ForwardContext begin_forward(ModelHooks* hooks, KVCache* cache, int64_t batch);
+  // The family's forward, given the context forward() completed (batch filled in, every hook's
+  // begin_forward called).
+  virtual Var run_forward(const ModelInputs& in, const ForwardContext& ctx) = 0;
   // Applies a linear layer through the hooks (the LoRA branches of every attached adapter).
   static Var project(const Var& x, const LinearWeights& w, ModelHooks* hooks);
   // The head's pre-logit transform (BERT's dense + GELU + LayerNorm; identity for decoders), and
@@ -124,22 +118,22 @@ class Model {
   Var take_weight(std::map<std::string, Tensor>& tensors, const std::string& name);
   LinearWeights take_linear(std::map<std::string, Tensor>& tensors, const LinearSite& site,
                             bool has_bias);
-  Var dropout_if_training(const Var& x, float p);
+  // Dropout as HF's train() mode applies it (BERT's hidden dropout): x itself unless
+  // ctx.training.
+  static Var training_dropout(const Var& x, float p, const ForwardContext& ctx);
   // Positions [B, P + T] of the tokens after P virtual tokens: the virtual tokens take
   // offset + 0 .. P − 1 and the batch's tokens offset + P + position_ids (or + t without them).
   static Tensor token_positions(const ModelInputs& in, int64_t P, int64_t offset);
   // in.segment_ids checked against input_ids (undefined when absent). Virtual tokens would
   // belong to no record, so packed rows cannot have them (P must be 0).
   static Tensor token_segments(const ModelInputs& in, int64_t P);
-  // The hooks of the last forward: the head (BERT's transform.dense) runs through them too.
-  ModelHooks* hooks_ = nullptr;
+  // The context of the last forward: the head (BERT's transform.dense) runs through its hooks.
+  ForwardContext ctx_;
 
   HFConfig config_;
   const ArchSpec* arch_;
   std::map<std::string, Var> weights_;
   std::vector<const LinearWeights*> sites_;  // filled by the family
-  bool training_ = false;
-  Rng* dropout_rng_ = nullptr;
 };
 
 // Loads DIR (config.json + safetensors) after validating every tensor name and shape against the

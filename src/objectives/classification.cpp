@@ -169,7 +169,7 @@ std::vector<int32_t> ClassificationObjective::targets(const Batch& b) const {
   return out;
 }
 
-Var ClassificationObjective::loss(const Batch& b, float normaliser, ModelHooks* hooks) {
+Var ClassificationObjective::loss(const Batch& b, float normaliser, const ForwardContext& fwd) {
   std::vector<int32_t> t = targets(b);
   const int32_t L = int32_t(labels_.size());
   std::vector<const std::vector<float>*> soft(t.size(), nullptr);
@@ -179,7 +179,7 @@ Var ClassificationObjective::loss(const Batch& b, float normaliser, ModelHooks* 
     any_soft |= soft[r] != nullptr;
     any_hard |= t[r] != kIgnoreIndex;
   }
-  const Var s = scores(b, hooks);
+  const Var s = scores(b, fwd);
   CrossEntropyOptions o;
   o.normaliser = normaliser;
   Var hard;
@@ -195,7 +195,7 @@ EvalMetrics ClassificationObjective::evaluate(const BatchBuilder& data, ModelHoo
   std::vector<std::vector<double>> all_scores;
   std::vector<int32_t> all_targets;
   for_each_batch_in_order(data, kEvalBatch, [&](const Batch& b) {
-    const Tensor s = scores(b, hooks)->value;
+    const Tensor s = scores(b, {.hooks = hooks})->value;
     const std::vector<int32_t> t = targets(b);
     const int64_t L = s.dim(1);
     for (int64_t r = 0; r < b.batch; ++r) {

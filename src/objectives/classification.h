@@ -35,10 +35,11 @@ class ClassificationObjective : public Objective {
   const std::vector<std::string>& labels() const { return labels_; }
 
   std::vector<Example> read(const std::string& path, bool eval) override;
-  Var loss(const Batch& batch, float normaliser, ModelHooks* hooks) override;
+  Var loss(const Batch& batch, float normaliser, const ForwardContext& fwd) override;
   EvalMetrics evaluate(const BatchBuilder& data, ModelHooks* hooks) override;
-  // Class scores [B, L] of a batch (rows in batch order), recorded when a tape is live.
-  virtual Var scores(const Batch& batch, ModelHooks* hooks) = 0;
+  // Class scores [B, L] of a batch (rows in batch order), recorded when a tape is live; fwd goes
+  // to the model's forward.
+  virtual Var scores(const Batch& batch, const ForwardContext& fwd) = 0;
 
  protected:
   // The example of a record (labels: class index at the read position) and the read position

@@ -52,8 +52,8 @@ class LanguageModelObjective : public Objective {
 
   bool shifted() const override { return !masked_; }
 
-  Var loss(const Batch& b, float normaliser, ModelHooks* hooks) override {
-    Var hidden = ctx_.model->forward(model_inputs(b), hooks);
+  Var loss(const Batch& b, float normaliser, const ForwardContext& fwd) override {
+    Var hidden = ctx_.model->forward(model_inputs(b), fwd);
     CrossEntropyOptions o;
     o.normaliser = normaliser;
     return ctx_.model->loss(hidden, b.labels, o);
@@ -64,7 +64,7 @@ class LanguageModelObjective : public Objective {
     CrossEntropyStats total;
     for_each_batch_in_order(data, kEvalBatch, [&](const Batch& b) {
       CrossEntropyStats s;
-      Var hidden = ctx_.model->forward(model_inputs(b), hooks);
+      Var hidden = ctx_.model->forward(model_inputs(b), {.hooks = hooks});
       ctx_.model->loss(hidden, b.labels, {}, &s);
       total.sum += s.sum, total.count += s.count, total.top1 += s.top1;
     });

@@ -74,9 +74,10 @@ class Objective {
   virtual void save(const ParamStore& params, const std::string& dir) const {
     (void)params, (void)dir;
   }
-  // Σ losses / normaliser of a batch, recorded on the tape when one is live.
-  virtual Var loss(const Batch& batch, float normaliser, ModelHooks* hooks) = 0;
-  // Scores a whole data set without recording.
+  // Σ losses / normaliser of a batch, recorded on the tape when one is live; ctx (the methods,
+  // training or not, the dropout RNG) goes to the model's forward as given.
+  virtual Var loss(const Batch& batch, float normaliser, const ForwardContext& ctx) = 0;
+  // Scores a whole data set without recording (not training: no dropout).
   virtual EvalMetrics evaluate(const BatchBuilder& data, ModelHooks* hooks) = 0;
 };
 

@@ -171,15 +171,15 @@ PetObjective::PetObjective(const ObjectiveContext& ctx, const ObjectiveConfig& c
   }
 }
 
-Var PetObjective::loss(const Batch& b, float normaliser, ModelHooks* hooks) {
-  Var ce = ClassificationObjective::loss(b, normaliser, hooks);
-  if (!unlabeled_ || !active_tape()) return ce;  // evaluation: the classification loss alone
+Var PetObjective::loss(const Batch& b, float normaliser, const ForwardContext& fwd) {
+  Var ce = ClassificationObjective::loss(b, normaliser, fwd);
+  if (!unlabeled_ || !fwd.training) return ce;  // evaluation: the classification loss alone
   const double alpha = cfg_.pet_mlm_weight;
   std::vector<size_t> rows(size_t(b.batch));
   for (size_t& r : rows) r = next_unlabeled_++ % unlabeled_->num_examples();
   const Batch u = unlabeled_->make_batch(rows);
   if (u.target_tokens == 0) return scale(ce, float(1 - alpha));
-  Var hidden = ctx_.model->forward(model_inputs(u), hooks);
+  Var hidden = ctx_.model->forward(model_inputs(u), fwd);
   CrossEntropyOptions o;
   o.normaliser = double(u.target_tokens);
   Var mlm = ctx_.model->loss(hidden, u.labels, o);
@@ -254,8 +254,8 @@ std::vector<int32_t> PetObjective::read_positions(const Batch& b) const {
   return out;
 }
 
-Var PetObjective::scores(const Batch& b, ModelHooks* hooks) {
-  Var hidden = ctx_.model->forward(model_inputs(b), hooks);
+Var PetObjective::scores(const Batch& b, const ForwardContext& fwd) {
+  Var hidden = ctx_.model->forward(model_inputs(b), fwd);
   Var logits = ctx_.model->token_logits(hidden, read_rows(b, hidden), flat_tokens_);  // [B, K]
   return linear(logits, averaging_);                                                  // [B, L]
 }

@@ -40,8 +40,8 @@ std::vector<std::pair<std::string, std::vector<std::string>>> parse_verbalizer(
 class PetObjective final : public ClassificationObjective {
  public:
   PetObjective(const ObjectiveContext& ctx, const ObjectiveConfig& cfg, const std::string& pattern);
-  Var scores(const Batch& batch, ModelHooks* hooks) override;
-  Var loss(const Batch& batch, float normaliser, ModelHooks* hooks) override;
+  Var scores(const Batch& batch, const ForwardContext& fwd) override;
+  Var loss(const Batch& batch, float normaliser, const ForwardContext& fwd) override;
   // The verbalizer's token ids, label by label.
   const std::vector<std::vector<int32_t>>& verbalizer_ids() const { return label_tokens_; }
 

@@ -208,9 +208,9 @@ class SeqClsObjective final : public ClassificationObjective {
     write_json_atomic(config_path, config);
   }
 
-  Var scores(const Batch& b, ModelHooks* hooks) override {
+  Var scores(const Batch& b, const ForwardContext& fwd) override {
     PEFT_CHECK(weight_, "the seq-cls head is used before it is initialised or loaded");
-    Var hidden = ctx_.model->forward(model_inputs(b), hooks);
+    Var hidden = ctx_.model->forward(model_inputs(b), fwd);
     Var pooled = gather_rows(hidden, read_rows(b, hidden));  // [B, C]
     if (bert_) pooled = tanh(linear(pooled, pooler_w_, pooler_b_));
     return linear(pooled, weight_, bias_);

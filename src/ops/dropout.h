@@ -2,8 +2,9 @@
 //   y_i = x_i · m_i / (1 − p),  m_i = [u_i ≥ p],  u_i = rng.uniform_at(first + i)
 // where first = rng.reserve(numel). Element i's draw depends only on (seed, stream, first + i), so
 // the mask is the same for any thread count, and backward regenerates it instead of storing it.
-// Identity (the input Var itself, no draws reserved) when no tape is recording (inference,
-// evaluation) or p = 0. p = 1 drops everything.
+// Identity (the input Var itself, no draws reserved) when p = 0; p = 1 drops everything. Whether
+// to drop at all is the caller's: the ForwardContext's `training` (models/hooks.h), never whether
+// a tape records.
 #pragma once
 
 #include "autograd/tape.h"

@@ -53,7 +53,6 @@ Var linear(const Var& x, const Var& weight, const Var& bias, const LoraBranch* l
 
   // LoRA branch: xd = dropout(x), u = xd · Aᵀ [N, r], y += s · u · Bᵀ.
   Tensor xd, u, keep;
-  const bool recording = active_tape() != nullptr;
   if (lora) {
     const int64_t r = lora->A->value.dim(0);
     PEFT_CHECK(
@@ -61,7 +60,7 @@ Var linear(const Var& x, const Var& weight, const Var& bias, const LoraBranch* l
         "LoRA A {} / B {} do not fit weight {}", lora->A->value.describe(),
         lora->B->value.describe(), w.describe());
     xd = x->value;
-    if (lora->dropout > 0.0f && recording) {
+    if (lora->dropout > 0.0f) {
       PEFT_CHECK(lora->rng != nullptr, "LoRA dropout needs an Rng");
       keep = Tensor::zeros(x->value.shape());
       xd = Tensor::zeros(x->value.shape());

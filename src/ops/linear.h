@@ -13,8 +13,8 @@ struct LoraBranch {
   Var A;  // [r, in]
   Var B;  // [out, r]
   float scale = 1.0f;
-  float dropout = 0.0f;  // applied to x on the LoRA path only, while a tape is recording
-  Rng* rng = nullptr;    // dropout mask source; required when dropout > 0 during training
+  float dropout = 0.0f;  // applied to x on the LoRA path only; the method sets it while training
+  Rng* rng = nullptr;    // dropout mask source; required when dropout > 0
 };
 
 Var linear(const Var& x, const Var& weight, const Var& bias = nullptr,

@@ -197,7 +197,7 @@ Var lstm(const Var& x, const LstmParams& params) {
              params.num_layers, D);
   Var h = x;
   for (int k = 0; k < params.num_layers; ++k) {
-    if (k > 0 && params.dropout > 0.0f && active_tape()) {
+    if (k > 0 && params.dropout > 0.0f) {
       PEFT_CHECK(params.rng != nullptr, "lstm dropout needs an Rng");
       h = dropout(h, params.dropout, *params.rng);
     }

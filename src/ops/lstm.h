@@ -28,8 +28,9 @@ struct LstmParams {
   bool bidirectional = false;
   // Layer k, direction d (0 forward, 1 reverse) at [k · D + d], torch's _flat_weights order.
   std::vector<LstmWeights> weights;
-  float dropout = 0.0f;  // on each layer's output but the last, while training (torch's dropout)
-  Rng* rng = nullptr;    // required when dropout > 0 during training
+  float dropout = 0.0f;  // on each layer's output but the last (torch's dropout); the caller
+                         // sets it only while training
+  Rng* rng = nullptr;    // required when dropout > 0
 };
 
 // x [B, T, in] -> [B, T, D·H]

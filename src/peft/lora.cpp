@@ -227,18 +227,19 @@ const LoraBranch* LoraMethod::linear_branch(const LinearSite& site) {
   branch.B = params_.get(group_ + lora_key(site.module, 'B'));
   branch.scale =
       lora_scale(config_, int(branch.A->value.dim(0)), lora_alpha_for(config_, site.module));
-  branch.dropout = config_.lora_dropout;
+  branch.dropout = dropout_;
   branch.rng = dropout_rng_;
   return &branches_.emplace(site.module, branch).first->second;
 }
 
-void LoraMethod::set_dropout_rng(Rng* rng) {
-  dropout_rng_ = rng;
-  for (auto& [module, branch] : branches_) branch.rng = rng;
-}
-
+// The forward's context decides: lora_dropout while training, none otherwise.
 void LoraMethod::begin_forward(const ForwardContext& ctx) {
-  if (ctx.dropout_rng && ctx.dropout_rng != dropout_rng_) set_dropout_rng(ctx.dropout_rng);
+  dropout_ = ctx.training ? config_.lora_dropout : 0.0f;
+  dropout_rng_ = ctx.dropout_rng;
+  for (auto& [module, branch] : branches_) {
+    branch.dropout = dropout_;
+    branch.rng = dropout_rng_;
+  }
 }
 
 void LoraMethod::declare_biases(const Model& model) {

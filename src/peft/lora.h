@@ -65,7 +65,6 @@ class LoraMethod final : public Method {
              std::string group = "");
   // After params.allocate(): A per init_lora_weights, B = 0 (PEFT's init).
   void initialize(Rng& rng);
-  void set_dropout_rng(Rng* rng);
 
   void begin_forward(const ForwardContext& ctx) override;
   const LoraBranch* linear_branch(const LinearSite& site) override;
@@ -93,6 +92,7 @@ class LoraMethod final : public Method {
   std::vector<LinearSite> targeted_;
   std::map<std::string, std::string> bias_keys_;
   std::map<std::string, LoraBranch> branches_;  // by module, filled on first use
+  float dropout_ = 0.0f;  // this forward's: lora_dropout while training, else 0
   Rng* dropout_rng_ = nullptr;
 };
 

@@ -101,13 +101,40 @@ const MethodInfo* find_method(const std::string& name);
 std::string method_names();
 // The flags of every method, each name once (the CLI registers these).
 std::vector<MethodFlag> all_method_flags();
-// The config JSON of method `info` from flag texts (flag name -> text as given). Error naming
-// the flag when it belongs to no flag of this method or its text does not parse.
+// The config JSON of method `info` from flag texts (flag name -> text as given). Error naming the
+// flag when it belongs to no flag of this method or its text does not parse.
 nlohmann::json method_config_from_flags(const MethodInfo& info,
                                         const std::map<std::string, std::string>& given);
+// The methods of `--method A,B,...` (a comma list; stacked in that order). Error naming the text
+// when a name is unknown or repeated.
+std::vector<const MethodInfo*> parse_method_list(const std::string& text);
+// "lora+prefix": the names of a stack, for titles and messages.
+std::string stack_label(const std::vector<const MethodInfo*>& stack);
+// The config JSON of each method of a stack from the flags given: every flag goes to each method
+// of the stack that has it; a flag that none has is an error naming the stack.
+std::vector<nlohmann::json> method_configs_from_flags(
+    const std::vector<const MethodInfo*>& stack, const std::map<std::string, std::string>& given);
 // Reads DIR/adapter_config.json and tells which method it holds (by peft_type). Error naming the
 // folder when it is missing, malformed or of a method this build lacks.
 const MethodInfo& method_of_adapter(const std::string& dir, nlohmann::json* config = nullptr);
+
+// Stacked adapters on disk: a folder holding kStackFile is a stack, one sub-folder per adapter
+// (each a complete PEFT adapter folder), listed in stacking order:
+//   {"adapters": ["lora", "prefix"]}
+inline constexpr const char* kStackFile = "adapter_stack.json";
+// The adapter folders DIR stands for: DIR itself when it holds adapter_config.json, or the
+// sub-folders its adapter_stack.json lists, in order. Error naming DIR otherwise.
+std::vector<std::string> adapter_folders(const std::string& dir);
+
+// Continuing training from adapter folders (`--adapter` / `--resume`): the method flags given
+// must agree with each folder's config, since the folder's settings are the ones that continue.
+// A flag is compared through the method itself (its config as it would write it, with and
+// without the flag), so `--r 8` agrees with "r": 8 and `LSTM` with "lstm". Error naming the flag,
+// its value, the folder and the folder's value.
+void check_flags_agree_with_folders(Model& model, const std::vector<const MethodInfo*>& stack,
+                                    const std::vector<nlohmann::json>& folder_configs,
+                                    const std::vector<std::string>& folders,
+                                    const std::map<std::string, std::string>& given);
 
 // The methods of one run over one model, with their parameter store and hook stack.
 class MethodSet {
@@ -118,8 +145,14 @@ class MethodSet {
               const std::string& adapter_dir = "");
   // Allocates the store once and binds every method.
   void allocate();
-  // add() + allocate() + load() for each adapter folder, in order.
+  // add() + allocate() + load() for each adapter folder, in order; a stack folder
+  // (adapter_folders) stands for its sub-folders.
   void attach_folders(const std::vector<std::string>& dirs);
+  // After allocate(): fresh parameters for every method, in order, from one Rng.
+  void initialize(Rng& rng, const Tokenizer* tokenizer);
+  // One method: its adapter folder in DIR. Several: DIR/<method name>/ for each (a name taken
+  // twice gets -2, -3, ...) and DIR/adapter_stack.json listing them.
+  void save(const std::string& dir) const;
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
@@ -132,6 +165,7 @@ class MethodSet {
   Model& model_;
   ParamStore params_;
   std::vector<std::unique_ptr<Method>> methods_;
+  std::vector<std::string> names_;  // each method's registry name
   HookStack stack_;
 };
 

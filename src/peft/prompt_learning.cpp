@@ -29,6 +29,17 @@ std::string upper(std::string s) {
   return s;
 }
 
+// The config a factory parses: task_type, when the config does not say, is CAUSAL_LM on a decoder
+// and TOKEN_CLS on a masked LM (BERT): the PEFT wrapper whose forward matches ours there (prompt
+// tokens get token type 0; a prefix runs the encoder with past_key_values, token types kept,
+// then the head), so PeftModel.from_pretrained picks it for our folders.
+nlohmann::json with_task_type(const nlohmann::json& config, const Model& model) {
+  nlohmann::json j = config;
+  if (!j.contains("task_type") || j["task_type"].is_null())
+    j["task_type"] = model.is_causal_lm() ? "CAUSAL_LM" : "TOKEN_CLS";
+  return j;
+}
+
 // torch.nn.Linear's default init: weight and bias U(−1/√in, 1/√in).
 void init_linear(const Var& w, const Var& b, Rng& rng) {
   const float bound = 1.0f / std::sqrt(float(w->value.dim(1)));
@@ -427,7 +438,7 @@ MethodInfo prompt_tuning_method_info() {
         !j["prompt_tuning_init_text"].is_null())
       j["prompt_tuning_init"] = "TEXT";
     return std::make_unique<VirtualTokens>(
-        PromptLearningConfig::from_json(j, source, ctx.model.config()), ctx);
+        PromptLearningConfig::from_json(with_task_type(j, ctx.model), source, ctx.model.config()), ctx);
   };
   return info;
 }
@@ -453,7 +464,8 @@ MethodInfo p_tuning_method_info() {
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
     return std::make_unique<VirtualTokens>(
-        PromptLearningConfig::from_json(config, source, ctx.model.config()), ctx);
+        PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
+                                        ctx.model.config()), ctx);
   };
   return info;
 }
@@ -472,7 +484,8 @@ MethodInfo prefix_method_info() {
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
     return std::make_unique<KvPrefixMethod>(
-        PromptLearningConfig::from_json(config, source, ctx.model.config()), ctx);
+        PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
+                                        ctx.model.config()), ctx);
   };
   return info;
 }
@@ -484,7 +497,8 @@ MethodInfo ptuning_v2_method_info() {
   info.flags = {virtual_tokens_flag()};
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
-    PromptLearningConfig c = PromptLearningConfig::from_json(config, source, ctx.model.config());
+    PromptLearningConfig c = PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
+                                        ctx.model.config());
     if (c.prefix_projection)
       fail("{}: P-Tuning v2 has no prefix projection (use --method prefix --prefix-projection)",
            source);

@@ -1,5 +1,8 @@
 // One row per method (STYLE.md: "registries, one file each"). Adding a method: its file in
 // src/peft/, a row here, its tests.
+#include <algorithm>
+#include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "core/finite.h"
@@ -134,6 +137,140 @@ const MethodInfo& method_of_adapter(const std::string& dir, nlohmann::json* conf
   }());
 }
 
+
+std::vector<const MethodInfo*> parse_method_list(const std::string& text) {
+  std::vector<const MethodInfo*> out;
+  std::stringstream ss(text);
+  for (std::string name; std::getline(ss, name, ',');) {
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    const MethodInfo* info = find_method(name);
+    if (!info)
+      fail("--method {}: \"{}\" is not a method (expected one of {}; several joined by commas stack)",
+           text, name, method_names());
+    for (const MethodInfo* m : out)
+      if (m == info) fail("--method {}: {} is named twice", text, name);
+    out.push_back(info);
+  }
+  if (out.empty()) fail("--method \"{}\": no method named", text);
+  return out;
+}
+
+std::string stack_label(const std::vector<const MethodInfo*>& stack) {
+  std::string out;
+  for (const MethodInfo* m : stack) out += (out.empty() ? "" : "+") + m->name;
+  return out;
+}
+
+std::vector<nlohmann::json> method_configs_from_flags(
+    const std::vector<const MethodInfo*>& stack, const std::map<std::string, std::string>& given) {
+  std::vector<nlohmann::json> out;
+  std::set<std::string> used;
+  for (const MethodInfo* info : stack) {
+    std::map<std::string, std::string> own;
+    for (const auto& [name, text] : given)
+      for (const MethodFlag& f : info->flags)
+        if (f.name == name) {
+          own[name] = text;
+          used.insert(name);
+        }
+    out.push_back(method_config_from_flags(*info, own));
+  }
+  for (const auto& [name, text] : given)
+    if (!used.count(name)) fail("--{} does not apply to --method {}", name, stack_label(stack));
+  return out;
+}
+
+std::vector<std::string> adapter_folders(const std::string& dir) {
+  if (!directory_exists(dir)) fail("{}: adapter folder not found", dir);
+  if (file_exists(join_path(dir, "adapter_config.json"))) return {dir};
+  const std::string stack = join_path(dir, kStackFile);
+  if (!file_exists(stack))
+    fail("{}: neither adapter_config.json (an adapter) nor {} (stacked adapters) found", dir,
+         kStackFile);
+  const nlohmann::json j = read_json_file(stack);
+  if (!j.is_object() || !j.contains("adapters") || !j["adapters"].is_array() ||
+      j["adapters"].empty())
+    fail("{}: expected {{\"adapters\": [\"sub-folder\", ...]}}", stack);
+  std::vector<std::string> out;
+  for (const auto& name : j["adapters"]) {
+    if (!name.is_string() || name.get<std::string>().empty() ||
+        name.get<std::string>().find('/') != std::string::npos ||
+        name.get<std::string>().front() == '.')
+      fail("{}: \"adapters\" must list sub-folder names, found {}", stack, name.dump());
+    const std::string sub = join_path(dir, name.get<std::string>());
+    if (!file_exists(join_path(sub, "adapter_config.json")))
+      fail("{}: lists {}, which holds no adapter_config.json", stack, name.get<std::string>());
+    out.push_back(sub);
+  }
+  return out;
+}
+
+namespace {
+
+// Equal as adapter configs: numbers by value, lists of names as sets (PEFT writes
+// target_modules from a Python set, in any order).
+bool same_setting(const nlohmann::json& a, const nlohmann::json& b) {
+  auto names = [](const nlohmann::json& j) {
+    std::vector<std::string> v;
+    for (const auto& x : j) v.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  if (a.is_array() && b.is_array()) return names(a) == names(b);
+  return a == b;
+}
+
+}  // namespace
+
+void check_flags_agree_with_folders(Model& model, const std::vector<const MethodInfo*>& stack,
+                                    const std::vector<nlohmann::json>& folder_configs,
+                                    const std::vector<std::string>& folders,
+                                    const std::map<std::string, std::string>& given) {
+  PEFT_CHECK(stack.size() == folder_configs.size() && stack.size() == folders.size(),
+             "{} methods, {} configs, {} folders", stack.size(), folder_configs.size(),
+             folders.size());
+  std::set<std::string> used;
+  for (size_t i = 0; i < stack.size(); ++i) {
+    const MethodInfo& info = *stack[i];
+    std::map<std::string, std::string> own;
+    for (const auto& [name, text] : given)
+      for (const MethodFlag& f : info.flags)
+        if (f.name == name) own[name] = text;
+    if (own.empty()) continue;
+    const std::string source = join_path(folders[i], "adapter_config.json");
+    nlohmann::json overlaid = folder_configs[i];
+    const nlohmann::json flags = method_config_from_flags(info, own);
+    for (const auto& [key, value] : flags.items())
+      if (key != "peft_type") overlaid[key] = value;
+    // Both through the method itself (declared in a scratch store, never allocated), so each
+    // compares as the method would write it.
+    ParamStore scratch_a, scratch_b;
+    const nlohmann::json kept =
+        info.create(folder_configs[i], source, MethodContext{model, scratch_a, "", ""})
+            ->config_json();
+    const nlohmann::json asked =
+        info.create(overlaid, "the method flags", MethodContext{model, scratch_b, "", ""})
+            ->config_json();
+    for (const auto& [name, text] : own) {
+      used.insert(name);
+      std::string key;
+      for (const MethodFlag& f : info.flags)
+        if (f.name == name) key = f.key;
+      const nlohmann::json was = kept.contains(key) ? kept[key] : nlohmann::json(nullptr);
+      const nlohmann::json now = asked.contains(key) ? asked[key] : nlohmann::json(nullptr);
+      if (!same_setting(was, now))
+        fail(
+            "--{} {}: {} has {} = {}; a folder's settings continue with it (drop --{}, or train "
+            "a fresh adapter)",
+            name, text, source, key, was.dump(), name);
+    }
+  }
+  for (const auto& [name, text] : given)
+    if (!used.count(name))
+      fail("--{} does not apply to the {} adapter being continued", name, stack_label(stack));
+}
+
 Method& MethodSet::add(const MethodInfo& info, const nlohmann::json& config,
                        const std::string& source, const std::string& adapter_dir) {
   PEFT_CHECK(!params_.allocated(), "MethodSet::add after allocate()");
@@ -143,6 +280,7 @@ Method& MethodSet::add(const MethodInfo& info, const nlohmann::json& config,
   Method& ref = *m;
   stack_.add(std::shared_ptr<ModelHooks>(m.get(), [](ModelHooks*) {}));
   methods_.push_back(std::move(m));
+  names_.push_back(info.name);
   return ref;
 }
 
@@ -152,16 +290,49 @@ void MethodSet::allocate() {
 }
 
 void MethodSet::attach_folders(const std::vector<std::string>& dirs) {
-  for (const std::string& dir : dirs) {
+  std::vector<std::string> folders;
+  for (const std::string& dir : dirs)
+    for (std::string& f : adapter_folders(dir)) folders.push_back(std::move(f));
+  for (const std::string& dir : folders) {
     nlohmann::json config;
     const MethodInfo& info = method_of_adapter(dir, &config);
     add(info, config, join_path(dir, "adapter_config.json"), dir);
   }
   allocate();
-  for (size_t i = 0; i < dirs.size(); ++i) {
-    methods_[i]->load(dirs[i]);
-    check_finite_parameters(params_, i == 0 ? "" : fmt::format("m{}/", i), dirs[i]);
+  for (size_t i = 0; i < folders.size(); ++i) {
+    methods_[i]->load(folders[i]);
+    check_finite_parameters(params_, i == 0 ? "" : fmt::format("m{}/", i), folders[i]);
   }
+}
+
+void MethodSet::initialize(Rng& rng, const Tokenizer* tokenizer) {
+  PEFT_CHECK(params_.allocated(), "MethodSet::initialize before allocate()");
+  for (auto& m : methods_) m->initialize(rng, tokenizer);
+}
+
+void MethodSet::save(const std::string& dir) const {
+  PEFT_CHECK(!methods_.empty(), "MethodSet::save with no method");
+  // A folder is one adapter or a stack, never both: what an earlier run (--overwrite) left of
+  // the other layout goes.
+  namespace fs = std::filesystem;
+  if (methods_.size() == 1) {
+    fs::remove(join_path(dir, kStackFile));
+    methods_[0]->save(dir);
+    return;
+  }
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "prompt_encoder.safetensors"})
+    fs::remove(join_path(dir, f));
+  std::vector<std::string> subs;
+  for (size_t i = 0; i < methods_.size(); ++i) {
+    std::string name = names_[i];
+    for (int k = 2; std::find(subs.begin(), subs.end(), name) != subs.end(); ++k)
+      name = fmt::format("{}-{}", names_[i], k);
+    subs.push_back(name);
+    const std::string sub = join_path(dir, name);
+    fs::create_directories(sub);
+    methods_[i]->save(sub);
+  }
+  write_json_atomic(join_path(dir, kStackFile), nlohmann::json{{"adapters", subs}});
 }
 
 void check_finite_parameters(const ParamStore& params, const std::string& group,

@@ -87,7 +87,7 @@ double Trainer::evaluate(const BatchBuilder& data) const {
   for (size_t i = size_t(dist::rank()); i < plan.batches.size(); i += size_t(dist::size())) {
     Batch b = data.make_batch(plan.batches[i]);
     if (b.target_tokens == 0) continue;
-    sums[0] += double(loss_(b, 1.0f)->value.data<float>()[0]);
+    sums[0] += double(loss_(b, 1.0f, false)->value.data<float>()[0]);
     sums[1] += double(b.target_tokens);
   }
   dist::allreduce_sum(sums, 2);
@@ -322,7 +322,7 @@ TrainResult Trainer::train() {
     if (target_tokens > 0) {
       for (const Batch& b : micro) {
         Tape tape;
-        Var loss = loss_(b, float(target_tokens));
+        Var loss = loss_(b, float(target_tokens), true);
         step_loss += double(loss->value.data<float>()[0]);
         if (loss->requires_grad) tape.backward(loss);
       }

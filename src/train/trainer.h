@@ -60,8 +60,10 @@ struct TrainerOptions {
   std::function<bool(const StepReport&)> on_step = nullptr;
 };
 
-// Sum of token NLLs of a batch divided by `normaliser`, recorded on the active tape when training.
-using LossFunction = std::function<Var(const Batch& batch, float normaliser)>;
+// Sum of token NLLs of a batch divided by `normaliser`. `training`: a training step (the tape
+// records; dropout on) rather than an evaluation; the loss function hands it to the model in its
+// ForwardContext.
+using LossFunction = std::function<Var(const Batch& batch, float normaliser, bool training)>;
 // Writes the method's adapter folder (and anything else the method needs to resume) into a dir.
 using SaveAdapter = std::function<void(const std::string& dir)>;
 

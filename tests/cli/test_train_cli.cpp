@@ -210,6 +210,83 @@ TEST_F(TrainCli, ResumeGivesABitIdenticalAdapter) {
             read_all(second + "/adapter_model.safetensors"));
 }
 
+// --method lora,prefix trains both at once into one sub-folder each; eval, generate and info
+// take the stack folder, and it behaves as its two folders given in order. A YAML list stacks
+// too.
+TEST_F(TrainCli, StackedMethodsTrainSaveAndLoadTogether) {
+  const std::string out = dir_ + "/stack", model = dir_ + "/model";
+  auto r = run_peft("train --model " + model + " --data " + data_ + " --out " + out +
+                    " --method lora,prefix --r 4 --num-virtual-tokens 4 --prefix-projection"
+                    " --encoder-hidden-size 16 --max-steps 3 --batch-size 4 --lr 1e-2 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json_of(r)["method"], "lora+prefix");
+  EXPECT_EQ(nlohmann::json::parse(read_all(out + "/adapter_stack.json")),
+            (nlohmann::json{{"adapters", {"lora", "prefix"}}}));
+  EXPECT_EQ(nlohmann::json::parse(read_all(out + "/lora/adapter_config.json"))["r"], 4);
+  EXPECT_TRUE(fs::exists(out + "/prefix/prompt_encoder.safetensors"));
+  EXPECT_FALSE(fs::exists(out + "/adapter_config.json"));
+
+  const std::string prompt = " --prompt 'What sound does a cow make?' --max-new-tokens 6 --json";
+  auto whole = run_peft("generate --model " + model + " --adapter " + out + prompt);
+  auto parts = run_peft("generate --model " + model + " --adapter " + out + "/lora --adapter " +
+                        out + "/prefix" + prompt);
+  auto prefix_only = run_peft("generate --model " + model + " --adapter " + out + "/prefix" + prompt);
+  ASSERT_EQ(whole.status, 0) << whole.err;
+  ASSERT_EQ(parts.status, 0) << parts.err;
+  EXPECT_EQ(json_of(whole)["ids"], json_of(parts)["ids"]);
+  auto e1 = run_peft("eval --model " + model + " --adapter " + out + " --data " + eval_ + " --json");
+  auto e2 = run_peft("eval --model " + model + " --adapter " + out + "/prefix --data " + eval_ +
+                     " --json");
+  ASSERT_EQ(e1.status, 0) << e1.err;
+  EXPECT_NE(json_of(e1)["loss"], json_of(e2)["loss"]) << "the LoRA half must count";
+  auto info = run_peft("info " + out + " --json");
+  ASSERT_EQ(info.status, 0) << info.err;
+  EXPECT_EQ(json_of(info)["kind"], "adapter stack");
+  EXPECT_EQ(json_of(info)["adapters"].size(), 2u);
+  // merge folds LoRA only: the stack is refused, its lora/ folder merges.
+  EXPECT_EQ(run_peft("merge --model " + model + " --adapter " + out + " --out " + dir_ + "/sm").status, 1);
+
+  const std::string yaml = dir_ + "/stack.yaml";
+  std::ofstream(yaml) << "method: [lora, prompt]\nmax-steps: 1\nnum-virtual-tokens: 2\n";
+  r = run_peft("train --config " + yaml + " --model " + model + " --data " + data_ + " --out " +
+               dir_ + "/stack_yaml");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(read_all(dir_ + "/stack_yaml/adapter_stack.json")),
+            (nlohmann::json{{"adapters", {"lora", "prompt"}}}));
+
+  r = run_peft("train --model " + model + " --data " + data_ + " --out " + dir_ +
+               "/stack_bad --method lora,full");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("cannot be stacked"), std::string::npos) << r.err;
+  r = run_peft("train --model " + model + " --data " + data_ + " --out " + dir_ +
+               "/stack_bad --method prefix,ptuning-v2");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("two prefix-type methods"), std::string::npos) << r.err;
+}
+
+// Method flags given with --adapter / --resume must agree with the folder's config.
+TEST_F(TrainCli, FlagsDisagreeingWithTheContinuedFolderAreRefused) {
+  const std::string first = dir_ + "/agree_first", model = dir_ + "/model";
+  ASSERT_EQ(run_peft("train --model " + model + " --data " + data_ + " --out " + first +
+                     " --max-steps 1 --r 4 --save-every 1")
+                .status,
+            0);
+  auto r = run_peft("train --model " + model + " --data " + data_ + " --out " + dir_ +
+                    "/agree_second --max-steps 1 --adapter " + first + " --r 4");
+  EXPECT_EQ(r.status, 0) << r.err;
+  for (const std::string& from : {" --adapter " + first, " --resume " + first + "/checkpoint-1"}) {
+    r = run_peft("train --model " + model + " --data " + data_ + " --out " + dir_ +
+                 "/agree_third --max-steps 2" + from + " --r 8");
+    EXPECT_EQ(r.status, 1) << from;
+    EXPECT_NE(r.err.find("--r 8: " + first), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("has r = 4"), std::string::npos) << r.err;
+    r = run_peft("train --model " + model + " --data " + data_ + " --out " + dir_ +
+                 "/agree_third --max-steps 2" + from + " --num-virtual-tokens 3");
+    EXPECT_EQ(r.status, 1) << from;
+    EXPECT_NE(r.err.find("--num-virtual-tokens does not apply"), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(TrainCli, YamlConfigSuppliesFlags) {
   const std::string yaml = dir_ + "/run.yaml";
   std::ofstream(yaml)

@@ -232,7 +232,7 @@ TEST(Models, KvCacheGivesTheFullForwardLogits) {
           for (int64_t t = t0; t < t0 + step; ++t) chunk.push_back(ids[size_t(b * T + t)]);
         ModelInputs in;
         in.input_ids = ids_tensor(chunk, B);
-        const std::vector<float> l = m->logits(m->forward(in, nullptr, &cache))->value.to_vector();
+        const std::vector<float> l = m->logits(m->forward(in, {.cache = &cache}))->value.to_vector();
         for (int64_t b = 0; b < B; ++b)
           std::copy(l.begin() + b * step * V, l.begin() + (b + 1) * step * V,
                     got.begin() + (b * T + t0) * V);
@@ -307,7 +307,7 @@ TEST(Models, HooksSeeEveryLinearSiteByHuggingFaceName) {
     ProbeHooks hooks(0);
     ModelInputs in;
     in.input_ids = ids_tensor(random_ids(6, 4), 1);
-    m->forward(in, &hooks);
+    m->forward(in, {.hooks = &hooks});
     std::vector<std::string> expected;
     for (const LinearSite& s : m->linear_sites())
       if (s.layer >= 0) expected.push_back(s.module);
@@ -332,7 +332,7 @@ TEST(Models, VirtualTokensShiftLabelsAndPositions) {
     ProbeHooks hooks(3);
     ModelInputs in;
     in.input_ids = ids_tensor(random_ids(8, 6), 2);
-    Var h = m->forward(in, &hooks);
+    Var h = m->forward(in, {.hooks = &hooks});
     EXPECT_EQ(h->value.shape(), (Shape{2, 7, 64}));
     CrossEntropyStats stats;
     Tensor labels = in.input_ids.clone();
@@ -458,7 +458,7 @@ TEST(Models, PackedRowsRejectVirtualTokensAndBadShapes) {
   ModelInputs in;
   in.input_ids = ids_tensor(random_ids(8, 6), 2);
   in.segment_ids = Tensor::zeros({2, 4}, DType::I32);
-  EXPECT_NE(error_of([&] { m->forward(in, &hooks); }).find("virtual tokens"), std::string::npos);
+  EXPECT_NE(error_of([&] { m->forward(in, {.hooks = &hooks}); }).find("virtual tokens"), std::string::npos);
   in.segment_ids = Tensor::zeros({2, 3}, DType::I32);
   EXPECT_NE(error_of([&] { m->forward(in); }).find("segment_ids"), std::string::npos);
   in.segment_ids = Tensor();

@@ -51,17 +51,18 @@ TEST(Dropout, InvertedScalingKeepsOrZeroesEachElement) {
   EXPECT_NEAR(double(kept), double(n) * (1 - p), 5 * sd);
 }
 
-TEST(Dropout, IdentityWithoutTapeOrWithZeroP) {
-  Var x = variable(testing::to_tensor(testing::random_vec(10, 3), {10}));
+// Whether to drop is the caller's (the ForwardContext's `training`), not whether a tape records:
+// p = 0 is the identity; p > 0 drops with or without a tape.
+TEST(Dropout, IdentityAtZeroPAndAppliedWhenAskedWithOrWithoutTape) {
+  Var x = variable(testing::to_tensor(testing::random_vec(64, 3), {64}));
   Rng rng(1);
-  EXPECT_EQ(dropout(x, 0.5f, rng), x);  // no tape: inference
-  {
-    Tape tape;
-    EXPECT_EQ(dropout(x, 0.0f, rng), x);
-    NoGradGuard no_grad;
-    EXPECT_EQ(dropout(x, 0.5f, rng), x);  // evaluation inside training
-  }
+  EXPECT_EQ(dropout(x, 0.0f, rng), x);
   EXPECT_EQ(rng.position(), 0u) << "an identity dropout must not consume draws";
+  Rng a(4), b(4);
+  const std::vector<float> untaped = dropout(x, 0.5f, a)->value.to_vector();
+  EXPECT_NE(untaped, x->value.to_vector());
+  Tape tape;
+  EXPECT_EQ(dropout(x, 0.5f, b)->value.to_vector(), untaped);
 }
 
 TEST(Dropout, SeedsAndSuccessiveCallsGiveDifferentMasks) {

@@ -80,12 +80,12 @@ TEST(BottleneckAdapter, GradientsMatchFiniteDifferences) {
     auto loss_value = [&] {
       NoGradGuard no_grad;
       CrossEntropyStats stats;
-      model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss, &stats);
+      model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss, &stats);
       return stats.sum;
     };
     {
       Tape tape;
-      tape.backward(model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss));
+      tape.backward(model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss));
     }
     ASSERT_GT(set.params().entries().size(), 0u);
     for (const auto& e : set.params().entries()) {
@@ -155,7 +155,7 @@ TEST(BottleneckAdapter, MamInitLeavesLogitsExactlyUnchanged) {
       set.allocate();
       Rng rng(1);
       m.initialize(rng, nullptr);
-      EXPECT_EQ(model->logits(model->forward(in, set.hooks()))->value.to_vector(), base);
+      EXPECT_EQ(model->logits(model->forward(in, {.hooks = set.hooks()}))->value.to_vector(), base);
     }
 }
 

@@ -173,11 +173,11 @@ TEST(Lora, TrainedBiasesStartAtTheBaseAndAreSaved) {
       *m, config_from(R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "bias": "all"})"), params);
   Rng rng(1);
   lora->initialize(rng);
-  EXPECT_EQ(m->logits(m->forward(in, lora.get()))->value.to_vector(), base);
+  EXPECT_EQ(m->logits(m->forward(in, {.hooks = lora.get()}))->value.to_vector(), base);
   const std::string key = "base_model.model.model.layers.0.self_attn.k_proj.bias";
   ASSERT_TRUE(params.contains(key));
   params.get(key)->value.data<float>()[0] += 1.0f;
-  EXPECT_NE(m->logits(m->forward(in, lora.get()))->value.to_vector(), base);
+  EXPECT_NE(m->logits(m->forward(in, {.hooks = lora.get()}))->value.to_vector(), base);
   const std::string dir = ::testing::TempDir() + "/lora_bias_saved";
   std::filesystem::create_directories(dir);
   save_lora_adapter(dir, *lora, params);
@@ -279,12 +279,12 @@ TEST(Lora, ModelGradientsMatchFiniteDifferences) {
     auto loss_value = [&] {   // Σ ℓ accumulated in f64
       NoGradGuard no_grad;
       CrossEntropyStats stats;
-      model->loss(model->forward(in, lora.get()), in.input_ids, sum_loss, &stats);
+      model->loss(model->forward(in, {.hooks = lora.get()}), in.input_ids, sum_loss, &stats);
       return stats.sum;
     };
     {
       Tape tape;
-      tape.backward(model->loss(model->forward(in, lora.get()), in.input_ids, sum_loss));
+      tape.backward(model->loss(model->forward(in, {.hooks = lora.get()}), in.input_ids, sum_loss));
     }
     ASSERT_GT(params.entries().size(), 2u * 6);
     for (const auto& e : params.entries()) {

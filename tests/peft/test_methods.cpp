@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -29,6 +31,15 @@ std::string tiny_dir(const std::string& arch) {
   init.seed = 13;
   write_random_model(parse_hf_config(preset_config(arch_for(arch), "tiny"), "tiny"), dir, init);
   return dir;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 Method& add(MethodSet& set, const std::string& name, const char* json) {
@@ -73,7 +84,7 @@ TEST(Methods, StackedLoraBranchesAddUp) {
         e.var->value.data<float>()[i] = (negate ? -1.0f : 1.0f) * first.data<float>()[i];
     }
   const std::vector<float> stacked =
-      model->logits(model->forward(in, set.hooks()))->value.to_vector();
+      model->logits(model->forward(in, {.hooks = set.hooks()}))->value.to_vector();
   ASSERT_EQ(stacked.size(), base.size());
   for (size_t i = 0; i < base.size(); ++i) ASSERT_NEAR(stacked[i], base[i], 1e-4) << i;
   // One adapter alone does change the output.
@@ -82,7 +93,7 @@ TEST(Methods, StackedLoraBranchesAddUp) {
   one.allocate();
   for (const auto& e : one.params().entries())
     e.var->value.copy_from(set.params().get(e.name)->value);
-  EXPECT_NE(model->logits(model->forward(in, one.hooks()))->value.to_vector(), base);
+  EXPECT_NE(model->logits(model->forward(in, {.hooks = one.hooks()}))->value.to_vector(), base);
 }
 
 // Every parameter of each method, through a whole tiny model, along a random direction:
@@ -125,12 +136,12 @@ TEST(Methods, PromptLearningGradientsMatchFiniteDifferences) {
     auto loss_value = [&] {
       NoGradGuard no_grad;
       CrossEntropyStats stats;
-      model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss, &stats);
+      model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss, &stats);
       return stats.sum;
     };
     {
       Tape tape;
-      tape.backward(model->loss(model->forward(in, set.hooks()), in.input_ids, sum_loss));
+      tape.backward(model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss));
     }
     for (const auto& e : set.params().entries()) {
       Tensor& w = e.var->value;
@@ -195,7 +206,7 @@ TEST(Methods, KvCacheWithPrefixOrPromptGivesTheFullForwardLogits) {
     ModelInputs all;
     all.input_ids = Tensor::from_vector_i32(ids, {1, T});
     const std::vector<float> full =
-        model->logits(model->forward(all, set.hooks()))->value.to_vector();
+        model->logits(model->forward(all, {.hooks = set.hooks()}))->value.to_vector();
     KVCache cache(c.num_hidden_layers, 1, T + P, c.num_key_value_heads, c.head_dim);
     std::vector<float> stepped;
     for (int64_t t = 0; t < T; ++t) {
@@ -206,12 +217,128 @@ TEST(Methods, KvCacheWithPrefixOrPromptGivesTheFullForwardLogits) {
           t == 0 ? std::vector<int32_t>{ids[0], ids[1]} : std::vector<int32_t>{ids[size_t(t)]};
       one.input_ids = Tensor::from_vector_i32(part, {1, int64_t(part.size())});
       const std::vector<float> l =
-          model->logits(model->forward(one, set.hooks(), &cache))->value.to_vector();
+          model->logits(model->forward(one, {.hooks = set.hooks(), .cache = &cache}))->value.to_vector();
       stepped.insert(stepped.end(), l.begin(), l.end());
     }
     ASSERT_EQ(stepped.size(), full.size());
     for (size_t i = 0; i < full.size(); ++i) ASSERT_NEAR(stepped[i], full[i], 1e-4) << i;
   }
+}
+
+// One ForwardContext decides "training" for the model and every method: BERT's hidden dropout,
+// LoRA's dropout and the P-Tuning LSTM's dropout all follow ctx.training, whether or not a tape
+// records (a tape without training is a gradient check; training without a tape is still
+// training).
+TEST(Methods, TheForwardContextAloneDecidesDropout) {
+  auto model = load_model(tiny_dir("bert"));
+  MethodSet set(*model);
+  add(set, "lora", R"({"r": 2, "lora_dropout": 0.3})");
+  add(set, "ptuning",
+      R"({"num_virtual_tokens": 2, "encoder_hidden_size": 6, "encoder_reparameterization_type": "LSTM", "encoder_dropout": 0.5})");
+  set.allocate();
+  Rng init(4);
+  set.initialize(init, nullptr);
+  for (const auto& e : set.params().entries())  // LoRA B = 0 at init would hide its dropout
+    if (e.name.find("lora_B") != std::string::npos) fill_normal(e.var->value, init, 0, 0.5f);
+  ModelInputs in;
+  in.input_ids = Tensor::from_vector_i32({5, 9, 2, 7, 11, 3}, {2, 3});
+  auto logits = [&](bool training, bool taped, Rng* rng) {
+    std::optional<Tape> tape;
+    std::optional<NoGradGuard> no_grad;
+    if (taped)
+      tape.emplace();
+    else
+      no_grad.emplace();
+    ForwardContext ctx{.hooks = set.hooks(), .training = training, .dropout_rng = rng};
+    return model->logits(model->forward(in, ctx))->value.to_vector();
+  };
+  Rng a(7), b(7);
+  const std::vector<float> eval = logits(false, false, &a);
+  EXPECT_EQ(logits(false, true, &a), eval) << "a recording tape alone must not turn dropout on";
+  EXPECT_EQ(a.position(), 0u) << "evaluation must not draw from the dropout RNG";
+  const std::vector<float> trained = logits(true, false, &a);
+  EXPECT_NE(trained, eval) << "training without a tape must still drop";
+  EXPECT_GT(a.position(), 0u);
+  EXPECT_EQ(logits(true, true, &b), trained) << "the same draws, tape or not";
+}
+
+// A stack saves one sub-folder per method and adapter_stack.json; attaching the stack folder
+// gives back every method, in order, bit-identically.
+TEST(Methods, StackFolderSavesEachMethodAndLoadsBack) {
+  auto model = load_model(tiny_dir("qwen2"));
+  MethodSet a(*model);
+  add(a, "lora", R"({"r": 2})");
+  add(a, "prefix", R"({"num_virtual_tokens": 3, "prefix_projection": true, "encoder_hidden_size": 8})");
+  a.allocate();
+  Rng rng(11);
+  a.initialize(rng, nullptr);
+  for (const auto& e : a.params().entries()) fill_normal(e.var->value, rng, 0, 0.3f);
+  const std::string dir = ::testing::TempDir() + "/methods_stack";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  a.save(dir);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/lora/adapter_config.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/prefix/prompt_encoder.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/adapter_config.json"));
+  EXPECT_EQ(adapter_folders(dir), (std::vector<std::string>{dir + "/lora", dir + "/prefix"}));
+  MethodSet b(*model);
+  b.attach_folders({dir});
+  ASSERT_EQ(b.methods().size(), 2u);
+  EXPECT_EQ(a.params().values().to_vector(), b.params().values().to_vector());
+  // A single method saved over it (--overwrite) leaves no stale stack behind.
+  a.methods()[0]->save(dir);
+  MethodSet one(*model);
+  one.add(*find_method("prefix"), nlohmann::json::parse(R"({"peft_type": "PREFIX_TUNING"})"),
+          "test");
+  one.allocate();
+  one.save(dir);
+  EXPECT_EQ(adapter_folders(dir), std::vector<std::string>{dir});
+}
+
+TEST(Methods, MethodListsAndFlagsOfAStack) {
+  const auto stack = parse_method_list("lora, prefix");
+  ASSERT_EQ(stack.size(), 2u);
+  EXPECT_EQ(stack_label(stack), "lora+prefix");
+  const auto configs =
+      method_configs_from_flags(stack, {{"r", "4"}, {"num-virtual-tokens", "6"}});
+  EXPECT_EQ(configs[0]["r"], 4);
+  EXPECT_FALSE(configs[0].contains("num_virtual_tokens"));
+  EXPECT_EQ(configs[1]["num_virtual_tokens"], 6);
+  EXPECT_NE(error_of([] { parse_method_list("lora,lora"); }).find("named twice"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { parse_method_list("lora,nope"); }).find("\"nope\" is not a method"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { method_configs_from_flags(stack, {{"encoder-dropout", "0.1"}}); })
+                .find("--encoder-dropout does not apply to --method lora+prefix"),
+            std::string::npos);
+}
+
+// Continuing from a folder: method flags that agree pass (compared as the method writes them),
+// one that disagrees is an error naming the flag, the folder and its value.
+TEST(Methods, FlagsMustAgreeWithTheFolderContinued) {
+  auto model = load_model(tiny_dir("qwen2"));
+  const auto lora = parse_method_list("lora");
+  const nlohmann::json cfg = nlohmann::json::parse(
+      R"({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["v_proj", "q_proj"]})");
+  const std::vector<std::string> dirs = {"/some/adapter"};
+  check_flags_agree_with_folders(*model, lora, {cfg}, dirs,
+                                 {{"r", "8"}, {"lora-alpha", "16.0"}, {"target-modules", "q_proj,v_proj"}});
+  const std::string e =
+      error_of([&] { check_flags_agree_with_folders(*model, lora, {cfg}, dirs, {{"r", "16"}}); });
+  EXPECT_NE(e.find("--r 16: /some/adapter/adapter_config.json has r = 8"), std::string::npos) << e;
+  const auto pt = parse_method_list("ptuning");
+  const nlohmann::json pcfg = nlohmann::json::parse(
+      R"({"peft_type": "P_TUNING", "num_virtual_tokens": 4, "encoder_reparameterization_type": "LSTM"})");
+  check_flags_agree_with_folders(*model, pt, {pcfg}, dirs,
+                                 {{"encoder-reparameterization-type", "lstm"}});
+  EXPECT_NE(error_of([&] {
+              check_flags_agree_with_folders(*model, pt, {pcfg}, dirs,
+                                             {{"num-virtual-tokens", "5"}});
+            }).find("num_virtual_tokens = 4"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { check_flags_agree_with_folders(*model, pt, {pcfg}, dirs, {{"r", "4"}}); })
+                .find("--r does not apply"),
+            std::string::npos);
 }
 
 // STYLE.md: the CLI never branches on a method; a method is a registry row.

@@ -7,7 +7,11 @@ tree and parameter names as the released checkpoints, the same arithmetic.
   - rotary embeddings with base 10000 in the rotate_half convention, cos/sin cached per position;
   - RMSNorm (variance in float32), SwiGLU MLP (gate_proj, up_proj, down_proj, no biases);
   - additive causal + padding mask at finfo.min, clamped with torch.max as the original does;
-  - untied lm_head, next-token loss with CrossEntropyLoss (mean over labels != -100).
+  - untied lm_head, next-token loss with CrossEntropyLoss (mean over labels != -100);
+  - the original's inputs_embeds and past_key_values (legacy tuples of [bsz, heads, P, head_dim]
+    keys and values per layer): new tokens take positions P ... P+T-1, only their keys are
+    rotated, the causal mask gets P open columns in front and the attention mask covers P + T,
+    which is what Hugging Face PEFT's prompt learning feeds a causal LM (PeftModelForCausalLM).
 """
 import math
 
@@ -18,6 +22,8 @@ from torch.nn import functional as F
 
 class BaichuanConfig:
     """The fields of Baichuan-7B's configuration_baichuan.py (BaiChuanConfig) with its defaults."""
+
+    model_type = "baichuan"
 
     def __init__(self, vocab_size=64000, hidden_size=4096, intermediate_size=11008,
                  num_hidden_layers=32, num_attention_heads=32, hidden_act="silu",
@@ -36,6 +42,9 @@ class BaichuanConfig:
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
         self.tie_word_embeddings = tie_word_embeddings
+
+    def to_dict(self):
+        return dict(self.__dict__)
 
     def to_json(self):
         d = dict(self.__dict__)
@@ -109,16 +118,22 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * self.head_dim, self.hidden_size, bias=False)
         self.rotary_emb = RotaryEmbedding(self.head_dim, config.max_position_embeddings)
 
-    def forward(self, hidden_states, attention_mask, position_ids):
+    def forward(self, hidden_states, attention_mask, position_ids, past_key_value=None):
         bsz, q_len, _ = hidden_states.size()
         proj = self.W_pack(hidden_states)
         proj = proj.unflatten(-1, (3, self.hidden_size)).unsqueeze(0).transpose(0, -2).squeeze(-2)
         query_states = proj[0].view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
         key_states = proj[1].view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
         value_states = proj[2].view(bsz, q_len, self.num_heads, self.head_dim).transpose(1, 2)
-        cos, sin = self.rotary_emb(value_states, seq_len=key_states.shape[-2])
+        kv_seq_len = key_states.shape[-2]
+        if past_key_value is not None:
+            kv_seq_len += past_key_value[0].shape[-2]
+        cos, sin = self.rotary_emb(value_states, seq_len=kv_seq_len)
         query_states, key_states = apply_rotary_pos_emb(query_states, key_states, cos, sin,
                                                         position_ids)
+        if past_key_value is not None:
+            key_states = torch.cat([past_key_value[0], key_states], dim=2)
+            value_states = torch.cat([past_key_value[1], value_states], dim=2)
         attn_weights = torch.matmul(query_states, key_states.transpose(2, 3)) / math.sqrt(
             self.head_dim)
         if attention_mask is not None:
@@ -139,26 +154,32 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, hidden_states, attention_mask, position_ids):
+    def forward(self, hidden_states, attention_mask, position_ids, past_key_value=None):
         residual = hidden_states
         hidden_states = self.self_attn(self.input_layernorm(hidden_states), attention_mask,
-                                       position_ids)
+                                       position_ids, past_key_value)
         hidden_states = residual + hidden_states
         residual = hidden_states
         hidden_states = self.mlp(self.post_attention_layernorm(hidden_states))
         return residual + hidden_states
 
 
-def _prepare_decoder_attention_mask(attention_mask, shape, dtype):
-    """Causal mask plus padding mask, additive, finfo.min where not allowed: [bsz, 1, T, T]."""
+def _prepare_decoder_attention_mask(attention_mask, shape, dtype, past_key_values_length=0):
+    """Causal mask plus padding mask, additive, finfo.min where not allowed:
+    [bsz, 1, T, past + T] (the past columns open to every query)."""
     bsz, tgt_len = shape
     min_value = torch.finfo(dtype).min
     causal = torch.full((tgt_len, tgt_len), min_value)
     cond = torch.arange(tgt_len)
     causal.masked_fill_(cond < (cond + 1).view(tgt_len, 1), 0)
-    combined = causal[None, None, :, :].expand(bsz, 1, tgt_len, tgt_len).to(dtype)
+    causal = causal.to(dtype)
+    if past_key_values_length > 0:
+        causal = torch.cat([torch.zeros(tgt_len, past_key_values_length, dtype=dtype), causal],
+                           dim=-1)
+    src_len = tgt_len + past_key_values_length
+    combined = causal[None, None, :, :].expand(bsz, 1, tgt_len, src_len)
     if attention_mask is not None:
-        expanded = attention_mask[:, None, None, :].expand(bsz, 1, tgt_len, tgt_len).to(dtype)
+        expanded = attention_mask[:, None, None, :].expand(bsz, 1, tgt_len, src_len).to(dtype)
         inverted = 1.0 - expanded
         padding = inverted.masked_fill(inverted.to(torch.bool), min_value)
         combined = padding + combined
@@ -173,15 +194,21 @@ class Model(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.num_hidden_layers)])
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
-    def forward(self, input_ids, attention_mask=None):
-        bsz, seq_len = input_ids.shape
-        position_ids = torch.arange(seq_len, dtype=torch.long).unsqueeze(0).view(-1, seq_len)
-        hidden_states = self.embed_tokens(input_ids)
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None,
+                inputs_embeds=None):
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        bsz, seq_len = inputs_embeds.shape[:2]
+        past = past_key_values[0][0].shape[2] if past_key_values is not None else 0
+        position_ids = torch.arange(past, seq_len + past, dtype=torch.long).unsqueeze(0).view(
+            -1, seq_len)
+        hidden_states = inputs_embeds
         mask = _prepare_decoder_attention_mask(
-            attention_mask if attention_mask is not None else torch.ones(bsz, seq_len),
-            (bsz, seq_len), hidden_states.dtype)
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, mask, position_ids)
+            attention_mask if attention_mask is not None else torch.ones(bsz, seq_len + past),
+            (bsz, seq_len), hidden_states.dtype, past)
+        for i, layer in enumerate(self.layers):
+            hidden_states = layer(hidden_states, mask, position_ids,
+                                  past_key_values[i] if past_key_values is not None else None)
         return self.norm(hidden_states)
 
 
@@ -197,11 +224,36 @@ class BaiChuanForCausalLM(nn.Module):
         self.model = Model(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
-    def forward(self, input_ids, attention_mask=None, labels=None):
-        logits = self.lm_head(self.model(input_ids, attention_mask))
+    # What transformers' PreTrainedModel (the original's base class) offers and PEFT reads.
+    @property
+    def device(self):
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.parameters()).dtype
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None,
+                inputs_embeds=None, labels=None, **unused):
+        """The original's signature; use_cache / output_* / return_dict (what PEFT passes on)
+        change nothing here."""
+        logits = self.lm_head(self.model(input_ids, attention_mask, past_key_values, inputs_embeds))
         loss = None
         if labels is not None:
             shift_logits = logits[..., :-1, :].contiguous().view(-1, self.config.vocab_size)
             shift_labels = labels[..., 1:].contiguous().view(-1)
             loss = nn.CrossEntropyLoss()(shift_logits, shift_labels)
         return Output(logits, loss)
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      inputs_embeds=None, **kwargs):
+        """What PeftModelForCausalLM keeps a handle on (generation is not used by the tests)."""
+        if past_key_values:
+            input_ids = input_ids[:, -1:]
+        if inputs_embeds is not None and past_key_values is None:
+            return {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+        return {"input_ids": input_ids, "past_key_values": past_key_values,
+                "attention_mask": attention_mask}

@@ -39,7 +39,7 @@ struct Bigram {
     fill_normal(params.get("W")->value, rng, 0, 0.5f);
   }
   LossFunction loss(float poison_after = -1) {
-    return [this, poison_after](const Batch& b, float normaliser) {
+    return [this, poison_after](const Batch& b, float normaliser, bool /*training*/) {
       Var h = embedding(params.get("E"), b.input_ids);
       CrossEntropyOptions o;
       o.normaliser = normaliser;
