@@ -241,13 +241,11 @@ TrainResult Model::train(const TrainOptions& a, const StepCallback& on_step) {
     Rng dropout_rng(a.seed, 2);
     ModelHooks* hooks = impl_->hooks();
     Method& method = *impl_->methods->methods().front();
-    model.set_training(true, &dropout_rng);
-    struct TrainingOff {  // evaluation and generation after training run in eval mode
-      peft::Model& m;
-      ~TrainingOff() { m.set_training(false, nullptr); }
-    } off{model};
-    LossFunction loss = [&](const Batch& b, float normaliser) {
-      return objective->loss(b, normaliser, hooks);
+    // The trainer says per batch whether it trains (dropout on) or evaluates; evaluation and
+    // generation after training build their own contexts (training off).
+    LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
+      return objective->loss(b, normaliser,
+                             {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
     };
     TrainerOptions o;
     o.epochs = a.epochs;
@@ -307,7 +305,7 @@ std::vector<float> Model::logits(const std::vector<int32_t>& ids) {
     NoGradGuard no_grad;
     ModelInputs in;
     in.input_ids = Tensor::from_vector_i32(ids, {1, int64_t(ids.size())});
-    Var hidden = impl_->model->forward(in, impl_->hooks());
+    Var hidden = impl_->model->forward(in, {.hooks = impl_->hooks()});
     const Tensor l = impl_->model->logits(hidden)->value;  // [1, P + T, V]
     const int64_t V = l.dim(-1), rows = l.numel() / V, T = int64_t(ids.size());
     const float* p = l.data<float>() + (rows - T) * V;  // past any virtual tokens

@@ -4,6 +4,8 @@
 // a fixed full batch falls). Seeded; a few seconds with one thread.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <random>
 
@@ -43,7 +45,9 @@ void write_toy(const std::string& path, int n, uint32_t seed) {
 class ToyTask : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fresh_dir("toy_tasks");
+    // ctest runs each test in its own process, two at a time: one folder per process (a shared
+    // one was wiped by the other test's set-up mid-run).
+    dir_ = fresh_dir("toy_tasks_" + std::to_string(::getpid()));
     write_toy(dir_ + "/train.jsonl", 40, 1);
     write_toy(dir_ + "/test.jsonl", 100, 2);
     const auto r =

@@ -349,7 +349,7 @@ TEST(BottleneckAdapterCli, StackedWithLoraEqualsAdapterOnMergedModel) {
     auto model = load_model(model_dir);
     MethodSet set(*model);
     set.attach_folders(adapters);
-    return model->logits(model->forward(in, set.hooks()))->value.to_vector();
+    return model->logits(model->forward(in, {.hooks = set.hooks()}))->value.to_vector();
   };
   const std::vector<float> stacked = logits(dir + "/model", {dir + "/lora", dir + "/adapter"});
   const std::vector<float> on_merged = logits(dir + "/merged", {dir + "/adapter"});
