@@ -2,7 +2,7 @@
 """Cost of each PEFT method on a Qwen2-0.5B-shape model: trainable parameters as a share of the
 model and training tokens/s. Standard library only; runs the `peft` program.
 
-  python3 bench/method_costs.py [--peft build/peft] [--threads 2] [--steps 4] [--work DIR]
+  python3 bench/method_costs.py [--peft build/peft] [--threads 2] [--steps 4] [--work DIR] [--passive]
 
 Makes the model once with `peft init --arch qwen2 --preset qwen2-0.5b` (random weights, the
 shapes of Qwen/Qwen2-0.5B: 24 layers, hidden 896, 14 heads / 2 KV heads, vocab 151936, tied
@@ -38,8 +38,8 @@ METHODS = [
 ]
 
 
-def run(cmd):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+def run(cmd, env=None):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n{r.stderr}")
     return r.stdout
@@ -52,6 +52,9 @@ def main():
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=256)
     ap.add_argument("--work", default="/tmp/peft-method-costs")
+    ap.add_argument("--passive", action="store_true",
+                    help="run peft with OMP_WAIT_POLICY=PASSIVE (idle OpenMP workers sleep instead of "
+                         "spinning: much faster on a loaded machine, see docs/performance.md)")
     args = ap.parse_args()
 
     model = os.path.join(args.work, "qwen2-0.5b")
@@ -69,6 +72,9 @@ def main():
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[0]
 
+    env = dict(os.environ)
+    if args.passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     rows = []
     for name, flags in METHODS:
         out = os.path.join(args.work, "run")
@@ -76,7 +82,7 @@ def main():
         t0 = time.time()
         summary = json.loads(run([args.peft, "train", "--model", model, "--data", data, "--out", out,
                                   "--max-steps", args.steps, "--batch-size", 1, "--max-len", args.tokens,
-                                  "--no-shuffle", "--threads", args.threads, "--json", *flags])
+                                  "--no-shuffle", "--threads", args.threads, "--json", *flags], env)
                              .strip().splitlines()[-1])
         # metrics.jsonl's tokens_per_s is cumulative from the start of training: the elapsed time
         # at step k is k * tokens / rate_k; the rate after the warm-up step is over steps 2..N.
@@ -92,13 +98,14 @@ def main():
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[0]
 
-    print(f"\nQwen2-0.5B shape, {total:,} parameters; batch 1 x {args.tokens} tokens, {args.threads} threads, "
+    policy = "OMP_WAIT_POLICY=PASSIVE" if args.passive else "OpenMP's default (spinning) wait policy"
+    print(f"\nQwen2-0.5B shape, {total:,} parameters; batch 1 x {args.tokens} tokens, {args.threads} threads, {policy}, "
           f"tokens/s over steps 2..{args.steps}; load average {load_before} before, {load_after} after\n")
     print("| method | trainable parameters | share of the model | train tokens/s | peak RSS |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['method']} | {r['trainable_params']:,} | {100 * r['share']:.4f}% | "
-              f"{r['tokens_per_s']:.0f} | {r['peak_rss_mb']:.0f} MB |")
+              f"{r['tokens_per_s']:.1f} | {r['peak_rss_mb']:.0f} MB |")
 
 
 if __name__ == "__main__":

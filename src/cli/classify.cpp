@@ -86,7 +86,9 @@ EvalMetrics classify_seq_cls(const ClassifyArgs& a, LoadedModel& loaded) {
   if (!a.verbalizer.empty() || !a.weights.empty())
     fail("--verbalizer / --pattern-weights need --pattern");
   ObjectiveConfig config;
-  if (!a.adapters.empty()) config.labels = seq_cls_labels(a.adapters[0]);
+  // The head lives in the adapter folder (a stacked run's: its first method's).
+  const std::string head_dir = a.adapters.empty() ? "" : adapter_folders(a.adapters[0]).front();
+  if (!a.adapters.empty()) config.labels = seq_cls_labels(head_dir);
   config.max_len = a.max_len;
   std::unique_ptr<MethodSet> methods = attach_adapter_folders(*loaded.model, a.adapters);
   std::unique_ptr<Objective> head =
@@ -98,7 +100,7 @@ EvalMetrics classify_seq_cls(const ClassifyArgs& a, LoadedModel& loaded) {
     Rng unused(0, 0);
     head->initialize(params, unused);  // the folder's head
   } else {
-    head->load(params, a.adapters[0]);
+    head->load(params, head_dir);
   }
   BatchBuilder data = classify_batches(*head, loaded, a);
   return head->evaluate(data, methods ? methods->hooks() : nullptr);

@@ -136,6 +136,27 @@ TEST_F(ToyTask, FullSeqClsFolderClassifiesAndTrainsOn) {
   EXPECT_NE(plain.err.find("*ForSequenceClassification"), std::string::npos) << plain.err;
 }
 
+// A seq-cls head trained with a stack of methods is saved with the first method's folder (as
+// that adapter's modules_to_save) and classify takes the stack folder: the same accuracy as the
+// trainer's own evaluation.
+TEST_F(ToyTask, SeqClsHeadTrainsWithAStackAndClassifyReadsIt) {
+  const std::string out = dir_ + "/stack-seq-cls";
+  const auto r = run_peft("train " + task_flags("seq-cls") +
+                          " --method lora,prefix --num-virtual-tokens 4 --max-steps 3"
+                          " --batch-size 8 --lr 1e-2 --eval-data " + dir_ + "/test.jsonl --out " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(last_line(r.out));
+  std::ifstream cfg(out + "/lora/adapter_config.json");
+  const auto config = nlohmann::json::parse(cfg);
+  EXPECT_EQ(config["task_type"], "SEQ_CLS");
+  EXPECT_TRUE(config.contains("id2label"));
+  const auto c = run_peft("classify --model " + dir_ + "/bert --adapter " + out + " --data " +
+                          dir_ + "/test.jsonl --json");
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(c.out))["accuracy"].get<double>(),
+                   j["eval_accuracy"].get<double>());
+}
+
 TEST_F(ToyTask, EveryMethodLowersTheLossUnderPetAndSeqCls) {
   struct Case {
     std::string task, method, lr;
