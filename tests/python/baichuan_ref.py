@@ -236,11 +236,17 @@ class BaiChuanForCausalLM(nn.Module):
     def get_input_embeddings(self):
         return self.model.embed_tokens
 
-    def forward(self, input_ids=None, attention_mask=None, past_key_values=None,
-                inputs_embeds=None, labels=None, **unused):
-        """The original's signature; use_cache / output_* / return_dict (what PEFT passes on)
-        change nothing here."""
-        logits = self.lm_head(self.model(input_ids, attention_mask, past_key_values, inputs_embeds))
+    def forward(self, input_ids=None, attention_mask=None, labels=None, past_key_values=None,
+                inputs_embeds=None, **unused):
+        """The original's arguments (PEFT passes them by name; the first three keep this port's
+        positions, which other tests call it by); use_cache / output_* / return_dict change
+        nothing here."""
+        extra = {}
+        if past_key_values is not None:
+            extra["past_key_values"] = past_key_values
+        if inputs_embeds is not None:
+            extra["inputs_embeds"] = inputs_embeds
+        logits = self.lm_head(self.model(input_ids, attention_mask, **extra))
         loss = None
         if labels is not None:
             shift_logits = logits[..., :-1, :].contiguous().view(-1, self.config.vocab_size)
