@@ -112,8 +112,9 @@ class HubBaichuanModel(PreTrainedModel):
         self.padding_idx, self.embed_tokens, self.layers, self.norm = (inner.padding_idx, inner.embed_tokens,
                                                                        inner.layers, inner.norm)
 
-    def forward(self, input_ids, attention_mask=None, **kwargs):
-        return baichuan_ref.Model.forward(self, input_ids, attention_mask)
+    def forward(self, input_ids=None, attention_mask=None, past_key_values=None, inputs_embeds=None,
+                **kwargs):
+        return baichuan_ref.Model.forward(self, input_ids, attention_mask, past_key_values, inputs_embeds)
 
 
 class HubBaichuanForCausalLM(PreTrainedModel):
@@ -126,7 +127,7 @@ class HubBaichuanForCausalLM(PreTrainedModel):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
 
     def forward(self, input_ids, attention_mask=None, labels=None, **kwargs):
-        out = baichuan_ref.BaiChuanForCausalLM.forward(self, input_ids, attention_mask, labels)
+        out = baichuan_ref.BaiChuanForCausalLM.forward(self, input_ids, attention_mask, labels=labels)
         return CausalLMOutput(logits=out.logits, loss=out.loss)
 
 
