@@ -417,19 +417,37 @@ nlohmann::json PromptLearningConfig::to_json() const {
   return j;
 }
 
+namespace {
+
+// The shared part of the four prompt-learning registry rows.
+MethodInfo prompt_learning_info(const char* name, const char* peft_type, const char* summary) {
+  MethodInfo info;
+  info.name = name;
+  info.peft_type = peft_type;
+  info.summary = summary;
+  info.help_group = "Prompt learning";
+  return info;
+}
+
+PromptLearningConfig config_for(const nlohmann::json& config, const std::string& source,
+                                const MethodContext& ctx) {
+  return PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
+                                         ctx.model.config());
+}
+
+}  // namespace
+
 MethodInfo prompt_tuning_method_info() {
   using T = MethodFlag::Type;
-  MethodInfo info;
-  info.name = "prompt";
-  info.peft_type = "PROMPT_TUNING";
-  info.summary = "soft prompt tuning: P trainable virtual-token embeddings before the text";
+  MethodInfo info = prompt_learning_info(
+      "prompt", "PROMPT_TUNING",
+      "soft prompt tuning: P trainable virtual-token embeddings before the text");
   info.flags = {virtual_tokens_flag(),
                 {"prompt-init", "prompt_tuning_init", T::String,
                  "prompt: RANDOM (default), TEXT or SAMPLE_VOCAB"},
                 {"prompt-init-text", "prompt_tuning_init_text", T::String,
                  "prompt: the text whose token embeddings (repeated or cut to P) start the prompt; "
                  "implies --prompt-init TEXT"}};
-  info.help_group = "Prompt learning";
   info.flags[1].choices = {"RANDOM", "TEXT", "SAMPLE_VOCAB"};
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
@@ -437,18 +455,16 @@ MethodInfo prompt_tuning_method_info() {
     if (j.contains("prompt_tuning_init_text") && !j.contains("prompt_tuning_init") &&
         !j["prompt_tuning_init_text"].is_null())
       j["prompt_tuning_init"] = "TEXT";
-    return std::make_unique<VirtualTokens>(
-        PromptLearningConfig::from_json(with_task_type(j, ctx.model), source, ctx.model.config()), ctx);
+    return std::make_unique<VirtualTokens>(config_for(j, source, ctx), ctx);
   };
   return info;
 }
 
 MethodInfo p_tuning_method_info() {
   using T = MethodFlag::Type;
-  MethodInfo info;
-  info.name = "ptuning";
-  info.peft_type = "P_TUNING";
-  info.summary = "P-Tuning v1: virtual tokens from a trained MLP or bi-LSTM prompt encoder";
+  MethodInfo info = prompt_learning_info(
+      "ptuning", "P_TUNING",
+      "P-Tuning v1: virtual tokens from a trained MLP or bi-LSTM prompt encoder");
   info.flags = {
       virtual_tokens_flag(),
       encoder_hidden_flag(),
@@ -457,35 +473,28 @@ MethodInfo p_tuning_method_info() {
       {"encoder-num-layers", "encoder_num_layers", T::Int, "ptuning LSTM: layers (default 2)"},
       {"encoder-dropout", "encoder_dropout", T::Float,
        "ptuning LSTM: dropout between layers (default 0)"}};
-  info.help_group = "Prompt learning";
   info.flags[2].choices = {"MLP", "LSTM"};
   info.flags[3].min = 1;
   info.flags[4].min = 0, info.flags[4].max = 1, info.flags[4].max_open = true;
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
-    return std::make_unique<VirtualTokens>(
-        PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
-                                        ctx.model.config()), ctx);
+    return std::make_unique<VirtualTokens>(config_for(config, source, ctx), ctx);
   };
   return info;
 }
 
 MethodInfo prefix_method_info() {
   using T = MethodFlag::Type;
-  MethodInfo info;
-  info.name = "prefix";
-  info.peft_type = "PREFIX_TUNING";
-  info.summary = "prefix tuning: trained keys and values in front of every attention layer";
+  MethodInfo info = prompt_learning_info(
+      "prefix", "PREFIX_TUNING",
+      "prefix tuning: trained keys and values in front of every attention layer");
   info.flags = {virtual_tokens_flag(),
                 encoder_hidden_flag(),
                 {"prefix-projection", "prefix_projection", T::Bool,
                  "prefix: reparameterise through Embedding-Linear-Tanh-Linear"}};
-  info.help_group = "Prompt learning";
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
-    return std::make_unique<KvPrefixMethod>(
-        PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
-                                        ctx.model.config()), ctx);
+    return std::make_unique<KvPrefixMethod>(config_for(config, source, ctx), ctx);
   };
   return info;
 }
@@ -497,8 +506,7 @@ MethodInfo ptuning_v2_method_info() {
   info.flags = {virtual_tokens_flag()};
   info.create = [](const nlohmann::json& config, const std::string& source,
                    const MethodContext& ctx) -> std::unique_ptr<Method> {
-    PromptLearningConfig c = PromptLearningConfig::from_json(with_task_type(config, ctx.model), source,
-                                        ctx.model.config());
+    PromptLearningConfig c = config_for(config, source, ctx);
     if (c.prefix_projection)
       fail("{}: P-Tuning v2 has no prefix projection (use --method prefix --prefix-projection)",
            source);
