@@ -143,7 +143,8 @@ TEST_F(ToyTask, SeqClsHeadTrainsWithAStackAndClassifyReadsIt) {
   const std::string out = dir_ + "/stack-seq-cls";
   const auto r = run_peft("train " + task_flags("seq-cls") +
                           " --method lora,prefix --num-virtual-tokens 4 --max-steps 3"
-                          " --batch-size 8 --lr 1e-2 --eval-data " + dir_ + "/test.jsonl --out " + out);
+                          " --batch-size 8 --lr 1e-2 --eval-data " +
+                          dir_ + "/test.jsonl --out " + out);
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(last_line(r.out));
   std::ifstream cfg(out + "/lora/adapter_config.json");
@@ -152,6 +153,30 @@ TEST_F(ToyTask, SeqClsHeadTrainsWithAStackAndClassifyReadsIt) {
   EXPECT_TRUE(config.contains("id2label"));
   const auto c = run_peft("classify --model " + dir_ + "/bert --adapter " + out + " --data " +
                           dir_ + "/test.jsonl --json");
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(c.out))["accuracy"].get<double>(),
+                   j["eval_accuracy"].get<double>());
+}
+
+// A seq-cls LoRA run continued with --adapter starts from the saved adapter and head (the
+// folder's modules_to_save): at lr ~0 its evaluation is the first run's, and classify on the
+// continued folder agrees.
+TEST_F(ToyTask, SeqClsLoraRunContinuesFromItsAdapterAndHead) {
+  const std::string first = dir_ + "/seq-cls-lora", next = dir_ + "/seq-cls-lora-next";
+  const std::string test = dir_ + "/test.jsonl";
+  const auto r = run_peft("train " + task_flags("seq-cls") +
+                          " --method lora --epochs 3 --batch-size 8 --lr 1e-2 --eval-data " + test +
+                          " --out " + first);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(last_line(r.out));
+  const auto t = run_peft("train " + task_flags("seq-cls") + " --adapter " + first +
+                          " --max-steps 1 --lr 1e-30 --eval-data " + test + " --out " + next);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const auto tj = nlohmann::json::parse(last_line(t.out));
+  EXPECT_DOUBLE_EQ(tj["eval_accuracy"].get<double>(), j["eval_accuracy"].get<double>());
+  EXPECT_NEAR(tj["eval_loss"].get<double>(), j["eval_loss"].get<double>(), 1e-5);
+  const auto c = run_peft("classify --model " + dir_ + "/bert --adapter " + next + " --data " +
+                          test + " --json");
   ASSERT_EQ(c.status, 0) << c.err;
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(last_line(c.out))["accuracy"].get<double>(),
                    j["eval_accuracy"].get<double>());
