@@ -50,6 +50,30 @@ def read_token_rows(path):
         return [json.loads(line)["input_ids"] for line in f]
 
 
+def make_inputs(tmp, c, steps):
+    """The random model folder and the token data (c["batch"] rows a step, steps + 1 steps) of one
+    invocation, written under `tmp` once for every side; returns (model_dir, data)."""
+    model_dir = os.path.join(tmp, "model")
+    make_model(model_dir, c)
+    data = os.path.join(tmp, "data.jsonl")
+    write_token_data(data, c, c["batch"] * (steps + 1))
+    return model_dir, data
+
+
+def runs_of(ours, peer):
+    """[("ours", v), ..., ("peer", v), ...] from the comma-separated --ours and --peer lists."""
+    return [("ours", v) for v in ours.split(",") if v] + [("peer", v) for v in peer.split(",") if v]
+
+
+def run_json(cmd, env=None):
+    """Runs a helper process (a peer in its own interpreter) and returns its last stdout line as
+    JSON; a failure raises RuntimeError with its last error line, for the caller to report."""
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def peak_rss_mb():
     """This process's peak RSS (VmHWM: unlike ru_maxrss it does not count a parent before exec)."""
     with open("/proc/self/status") as f:

@@ -47,11 +47,8 @@ def run_one(a, side, variant, model_dir, data, tmp, c):
         return times
     mode, _, wait = variant.partition("+")
     env = bc.clean_env({"OMP_WAIT_POLICY": "PASSIVE"} if wait == "passive" else {})
-    r = subprocess.run([sys.executable, __file__, "--config", a.config, "--steps", str(a.steps), "--threads",
-                        str(a.threads), "--peer-only", model_dir, data, mode], capture_output=True, text=True, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
-    return json.loads(r.stdout.strip().splitlines()[-1])["step_times"]
+    return bc.run_json([sys.executable, __file__, "--config", a.config, "--steps", str(a.steps), "--threads",
+                        str(a.threads), "--peer-only", model_dir, data, mode], env)["step_times"]
 
 
 def main():
@@ -76,13 +73,10 @@ def main():
     if not stress:
         sys.exit("under_load.py: needs stress-ng (apt-get install stress-ng)")
     tokens = c["batch"] * c["seq"]
-    runs = [("ours", v) for v in a.ours.split(",") if v] + [("peer", v) for v in a.peer.split(",") if v]
+    runs = bc.runs_of(a.ours, a.peer)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = os.path.join(tmp, "model")
-        bc.make_model(model_dir, c)
-        data = os.path.join(tmp, "data.jsonl")
-        bc.write_token_data(data, c, c["batch"] * (a.steps + 1))
+        model_dir, data = bc.make_inputs(tmp, c, a.steps)
         for rep in range(a.repeats):
             for side, variant in runs:
                 for condition in ("idle", "loaded"):
