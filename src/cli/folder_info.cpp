@@ -3,13 +3,13 @@
 #include <cstdio>
 #include <map>
 
+#include "cli/setup.h"
 #include "core/error.h"
 #include "io/files.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
 #include "models/registry.h"
-#include "cli/setup.h"
 #include "peft/method.h"
 
 namespace peft::cli {
@@ -144,8 +144,10 @@ nlohmann::ordered_json folder_info(const std::string& dir) {
     return j;
   }
   if (file_exists(join_path(dir, "config.json"))) return model_info(dir);
-  fail("{}: neither config.json (a model), adapter_config.json (an adapter) nor {} (stacked adapters) found",
-       dir, kStackFile);
+  fail(
+      "{}: neither config.json (a model), adapter_config.json (an adapter) nor {} (stacked "
+      "adapters) found",
+      dir, kStackFile);
 }
 
 int print_folder_info(const std::string& dir, bool json) {

@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/folder_info.h"
+#include "cli/setup.h"
 #include "core/threads.h"
 #include "dist/comm.h"
 #include "kernels/gemm.h"
@@ -36,6 +37,7 @@ Runner setup_info(CLI::App& app) {
     nlohmann::ordered_json out;
     out["threads"] = num_threads();
     out["cores"] = num_cores();
+    out["openmp_wait"] = openmp_wait_setting();
     out["gemm_backend"] = gemm_backend_name(gemm_backend());
     out["gemm_bf16_path"] = bf16_path_name(gemm_bf16_path());
     for (const auto& [key, value] : gemm_system_info()) out[key] = value;

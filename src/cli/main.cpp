@@ -127,6 +127,7 @@ void install_crash_handlers() {
 
 int main(int argc, char** argv) {
   using namespace peft::cli;
+  choose_openmp_wait(argv);
   install_crash_handlers();
   CLI::App app{"parameter-efficient fine-tuning of language models, in C++", "peft"};
   app.formatter(make_help_formatter());

@@ -33,6 +33,13 @@ std::string folder_name(const std::string& dir);
 // This process's peak resident memory in MiB (VmHWM).
 double peak_rss_mb();
 
+// peft's default OpenMP spin count (src/cli/openmp_wait.cpp): main() calls
+// choose_openmp_wait(argv) first; unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT it
+// re-executes the program once with GOMP_SPINCOUNT set (libgomp reads it before main).
+// openmp_wait_setting() describes what is in effect, for `peft info --system`.
+void choose_openmp_wait(char** argv);
+std::string openmp_wait_setting();
+
 // Copies the tokenizer and generation files a model folder holds (tokenizer.json, vocab files,
 // tokenizer_config.json, ...) into another folder, atomically each.
 void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir);

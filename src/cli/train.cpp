@@ -158,11 +158,13 @@ int run_train(const TrainArgs& a) {
   if (!full && a.method.find(',') != std::string::npos) {
     std::stringstream names(a.method);
     for (std::string n; std::getline(names, n, ',');)
-      if (n == "full") fail("--method {}: full fine-tuning cannot be stacked with a method", a.method);
+      if (n == "full")
+        fail("--method {}: full fine-tuning cannot be stacked with a method", a.method);
   }
   // No --method: the registry's first row (LoRA), or the folder's methods.
   std::vector<const MethodInfo*> stack;
-  if (!full) stack = parse_method_list(a.method.empty() ? method_registry().front().name : a.method);
+  if (!full)
+    stack = parse_method_list(a.method.empty() ? method_registry().front().name : a.method);
   std::vector<std::string> folders;  // the adapter folders continued from, one per method
   std::vector<nlohmann::json> configs;
   if (!full && !source.empty()) {
@@ -262,9 +264,10 @@ int run_train(const TrainArgs& a) {
     if (!folders.empty()) check_flags_agree_with_folders(model, stack, configs, folders, given);
     for (size_t i = 0; i < stack.size(); ++i) {
       configs[i]["base_model_name_or_path"] = a.model;
-      methods.add(*stack[i], configs[i],
-                  folders.empty() ? "the --method flags" : join_path(folders[i], "adapter_config.json"),
-                  folders.empty() ? "" : folders[i]);
+      methods.add(
+          *stack[i], configs[i],
+          folders.empty() ? "the --method flags" : join_path(folders[i], "adapter_config.json"),
+          folders.empty() ? "" : folders[i]);
     }
     objective->declare(methods.params());  // a seq-cls head trains beside the method(s)
     methods.allocate();

@@ -25,15 +25,15 @@ inline std::string read_all(const std::string& path) {
   return ss.str();
 }
 
-// Runs PEFT_BINARY with `args` (a shell-quoted string) in a shell; standard input from
-// `stdin_path` (default: empty).
-inline CommandResult run_peft(const std::string& args,
-                              const std::string& stdin_path = "/dev/null") {
+// Runs `program` (a shell word, or words: "cd DIR && ./peft") with `args` (a shell-quoted
+// string) in a shell; standard input from `stdin_path` (default: empty).
+inline CommandResult run_program(const std::string& program, const std::string& args,
+                                 const std::string& stdin_path = "/dev/null") {
   static int counter = 0;
   const std::string base = ::testing::TempDir() + "/peft_cli_" + std::to_string(::getpid()) + "_" +
                            std::to_string(counter++);
-  const std::string cmd = std::string(PEFT_BINARY) + " " + args + " >" + base + ".out 2>" + base +
-                          ".err <" + stdin_path;
+  const std::string cmd =
+      program + " " + args + " >" + base + ".out 2>" + base + ".err <" + stdin_path;
   const int raw = std::system(cmd.c_str());
   CommandResult r;
   if (WIFEXITED(raw))
@@ -45,6 +45,12 @@ inline CommandResult run_peft(const std::string& args,
   std::filesystem::remove(base + ".out");
   std::filesystem::remove(base + ".err");
   return r;
+}
+
+// Runs PEFT_BINARY with `args` (a shell-quoted string).
+inline CommandResult run_peft(const std::string& args,
+                              const std::string& stdin_path = "/dev/null") {
+  return run_program(PEFT_BINARY, args, stdin_path);
 }
 
 inline std::string last_line(const std::string& s) {

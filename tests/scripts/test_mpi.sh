@@ -25,6 +25,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
 mpi2() { timeout 60 "$MPIEXEC" -np 2 "$PEFT" "$@"; }
 same() { python3 "$here/same_tensors.py" 1e-5 "$@" || fail "$*: the 2-rank run differs (above)"; }
 
+# 0. each rank re-executes itself for its OpenMP spin count before MPI_Init (docs/performance.md,
+#    "Robust under load") and still joins the job: both ranks report 2 ranks and peft's default.
+info=$(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT timeout 60 "$MPIEXEC" -np 2 "$PEFT" info --system --json) ||
+  fail "mpirun peft info --system failed"
+[ "$(grep -c '"mpi_ranks":2' <<< "$info")" = 2 ] && [ "$(grep -c "peft's default" <<< "$info")" = 2 ] ||
+  fail "under mpirun, expected 2 ranks with peft's default OpenMP wait: $info"
+
 "$PEFT" init --arch qwen2 --preset tiny --vocab-from "$data" --seed 0 --out "$tmp/m" > /dev/null
 # 5 records a micro-batch (ranks take 2 and 3), 2 micro-batches a step, 47 records: the epoch
 # ends in a short accumulation.
@@ -112,4 +119,4 @@ for pid in $ranks; do  # gone, or a zombie left for an init that does not reap (
     fail "rank process $pid ($state) outlived the run"
   fi
 done
-echo "mpi: 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
+echo "mpi: re-executed ranks join, 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
