@@ -40,10 +40,11 @@ struct TrainArgs {
   int64_t epochs = 1, max_steps = 0, batch_size = 4, grad_accum = 1, max_len = 512,
           warmup_steps = 0, eval_every = 0, save_every = 0, log_every = 1;
   float lr = 2e-4f, weight_decay = 0.0f, clip_grad = 1.0f;
+  double allreduce_bucket_mb = double(kOverlapBucketFloats) * 4 / (1 << 20);
   uint64_t seed = 42;
   bool no_shuffle = false, overwrite = false, packing = false, json = false,
        shard_optimizer = false, accept_changes = false;
-  std::string allreduce_dtype = "f32";
+  std::string allreduce_dtype = "f32", allreduce_overlap = "auto";
   ObjectiveConfig objective;
   // Method flags (the registry's, each name once): the text of those given, and switches.
   std::map<std::string, std::string> method_text;
@@ -329,6 +330,11 @@ int run_train(const TrainArgs& a) {
   o.progress = stderr_is_terminal();
   o.shard_optimizer = a.shard_optimizer;
   o.allreduce_bf16 = a.allreduce_dtype == "bf16";
+  o.allreduce_overlap = a.allreduce_overlap == "on"    ? AllreduceOverlap::On
+                        : a.allreduce_overlap == "off" ? AllreduceOverlap::Off
+                                                       : AllreduceOverlap::Auto;
+  o.allreduce_bucket_floats =
+      std::max<int64_t>(1, int64_t(a.allreduce_bucket_mb * double(1 << 20) / 4));
   // Settings a resumed run must share with its checkpoint (the method's own come from the
   // checkpoint folder itself).
   o.run_settings = {{"--lr", fmt::format("{}", a.lr)},
@@ -382,6 +388,7 @@ int run_train(const TrainArgs& a) {
   out["ranks"] = result.ranks;
   out["allreduce_share"] = result.seconds > 0 ? result.allreduce_seconds / result.seconds : 0.0;
   out["rank_wait_share"] = result.seconds > 0 ? result.wait_seconds / result.seconds : 0.0;
+  out["allreduce_overlap"] = result.allreduce_overlapped;
   out["task"] = task;
   if (eval_data) {  // the objective's own metrics of the final model (accuracy on masked tokens
                     // or on records)
@@ -527,6 +534,16 @@ Runner setup_train(CLI::App& app) {
   app.add_option("--allreduce-dtype", a->allreduce_dtype,
                  "under mpirun: sum gradients in f32 or bf16 (half the traffic)")
       ->check(CLI::IsMember({"f32", "bf16"}))
+      ->group("Runtime");
+  app.add_option("--allreduce-overlap", a->allreduce_overlap,
+                 "under mpirun: sum gradients in buckets during backward (on), in one all-reduce "
+                 "after it (off), or on from 16M trainable parameters (auto)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->group("Runtime");
+  app.add_option("--allreduce-bucket-mb", a->allreduce_bucket_mb,
+                 "under mpirun, overlapped: gradient bucket size in MiB")
+      ->check(positive())
+      ->capture_default_str()
       ->group("Runtime");
   app.add_option("--config", a->config,
                  "YAML run config: flag names (without --) to values; flags given win")

@@ -52,6 +52,17 @@ void bf16_sum(void* in, void* inout, int* len, MPI_Datatype*) {
   uint16_t* b = static_cast<uint16_t*>(inout);
   for (int i = 0; i < *len; ++i) b[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
 }
+
+// The non-blocking sums started and not yet waited for. A bf16 sum runs on its own copy, written
+// back to the f32 data when it completes.
+struct Pending {
+  float* data = nullptr;
+  int64_t n = 0;
+  std::vector<uint16_t> bf16;  // empty for an f32 sum
+};
+std::vector<Pending> g_pending;
+std::vector<MPI_Request> g_requests;
+MPI_Op g_bf16_op = MPI_OP_NULL;  // created on first use, freed by finalize()
 #endif
 
 }  // namespace
@@ -94,6 +105,7 @@ void init() {
 void finalize() {
 #ifdef PEFT_WITH_MPI
   if (!g_started) return;
+  if (g_bf16_op != MPI_OP_NULL) MPI_Op_free(&g_bf16_op);
   MPI_Finalize();
   g_started = false;
   g_rank = 0;
@@ -165,6 +177,60 @@ void allreduce_sum_bf16(float* data, int64_t n) {
   MPI_Op_free(&op);
 #else
   (void)data, (void)n;
+#endif
+}
+
+void start_allreduce_sum(float* data, int64_t n, bool bf16) {
+#ifdef PEFT_WITH_MPI
+  if (g_size <= 1 || n <= 0) return;
+  Pending p{data, n, {}};
+  void* buffer = data;
+  MPI_Datatype type = MPI_FLOAT;
+  MPI_Op op = MPI_SUM;
+  if (bf16) {
+    if (g_bf16_op == MPI_OP_NULL) check(MPI_Op_create(bf16_sum, 1, &g_bf16_op), "MPI_Op_create");
+    p.bf16.resize(size_t(n));
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) p.bf16[size_t(i)] = f32_to_bf16(data[i]);
+    buffer = p.bf16.data();  // stays put when p moves into g_pending (a vector moves its buffer)
+    type = MPI_UINT16_T;
+    op = g_bf16_op;
+  }
+  const size_t element = bf16 ? sizeof(uint16_t) : sizeof(float);
+  for (int64_t at = 0; at < n; at += kChunk) {
+    MPI_Request request;
+    check(MPI_Iallreduce(MPI_IN_PLACE, static_cast<char*>(buffer) + size_t(at) * element,
+                         int(std::min(kChunk, n - at)), type, op, MPI_COMM_WORLD, &request),
+          "MPI_Iallreduce (gradients)");
+    g_requests.push_back(request);
+  }
+  g_pending.push_back(std::move(p));
+#else
+  (void)data, (void)n, (void)bf16;
+#endif
+}
+
+void progress() {
+#ifdef PEFT_WITH_MPI
+  if (g_requests.empty()) return;
+  int done = 0;
+  check(MPI_Testall(int(g_requests.size()), g_requests.data(), &done, MPI_STATUSES_IGNORE),
+        "MPI_Testall (gradients)");
+#endif
+}
+
+void wait_all() {
+#ifdef PEFT_WITH_MPI
+  if (g_requests.empty()) return;
+  check(MPI_Waitall(int(g_requests.size()), g_requests.data(), MPI_STATUSES_IGNORE),
+        "MPI_Waitall (gradients)");
+  g_requests.clear();
+  for (const Pending& p : g_pending)
+    if (!p.bf16.empty()) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < p.n; ++i) p.data[i] = bf16_to_f32(p.bf16[size_t(i)]);
+    }
+  g_pending.clear();
 #endif
 }
 

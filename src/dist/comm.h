@@ -39,6 +39,17 @@ void allreduce_sum(double* data, int64_t n);
 // The sum carried in bf16 (each partial sum rounded to bf16), half the bytes of f32; the result
 // is written back as f32. For full fine-tuning over slow networks.
 void allreduce_sum_bf16(float* data, int64_t n);
+
+// Non-blocking sums, for gradient buckets summed while backward still runs: start_allreduce_sum
+// begins summing data[0, n) over the ranks (carried in bf16 when `bf16`, as allreduce_sum_bf16);
+// data[0, n) must not be read or written until wait_all() returns. Every rank starts the same
+// sums in the same order (collective), at any time before wait_all.
+void start_allreduce_sum(float* data, int64_t n, bool bf16);
+// Lets the started sums advance: OpenMPI moves a non-blocking collective only inside MPI calls,
+// so the caller calls this between pieces of work (cheap: one MPI_Testall).
+void progress();
+// Waits for every started sum; data then holds the sums.
+void wait_all();
 // Element-wise min and max over the ranks (used to check that replicas agree).
 void allreduce_min_max(uint64_t* min_io, uint64_t* max_io);
 // Every rank's data[0, n) becomes rank `root`'s.

@@ -232,7 +232,7 @@ Var concat(const std::vector<Var>& xs, int dim) {
                 inner, false);
     offsets.push_back(at);
     at += len;
-    grad = grad || needs_grad({&x});
+    grad = needs_grad({&x}) || grad;  // every input noted by a watching tape
   }
   Var result = make_output(std::move(y), grad);
   if (!grad) return result;

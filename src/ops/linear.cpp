@@ -81,7 +81,10 @@ Var linear(const Var& x, const Var& weight, const Var& bias, const LoraBranch* l
              r, 1.0f, y.data<float>(), out);
   }
 
-  const bool grad = needs_grad({&x, &weight, &bias}) || (lora && needs_grad({&lora->A, &lora->B}));
+  // Both needs_grad calls run (no ||): a watching tape notes the LoRA factors as read even when
+  // x already needs a gradient.
+  bool grad = needs_grad({&x, &weight, &bias});
+  if (lora) grad = needs_grad({&lora->A, &lora->B}) || grad;
   Var result = make_output(std::move(y), grad);
   if (!grad) return result;
 

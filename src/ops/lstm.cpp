@@ -138,7 +138,8 @@ Var lstm_layer(const Var& x, const std::vector<LstmWeights>& dirs) {
   }
 
   bool grad = needs_grad({&x});
-  for (const LstmWeights& w : dirs) grad = grad || needs_grad({&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh});
+  // needs_grad first (no short cut): a watching tape notes every direction's weights as read.
+  for (const LstmWeights& w : dirs) grad = needs_grad({&w.w_ih, &w.w_hh, &w.b_ih, &w.b_hh}) || grad;
   Var result = make_output(std::move(y), grad);
   if (!grad) return result;
   active_tape()->record([result, x, dirs, xt, saved, zero_state, B, T, in, H, D]() {

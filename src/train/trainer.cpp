@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -35,6 +36,20 @@ std::string format_duration(double seconds) {
 // ZeRO stage 1: the AdamW moments are split over the ranks.
 bool sharded(const TrainerOptions& o) {
   return o.shard_optimizer && dist::size() > 1;
+}
+
+// Whether this run sums gradients overlapped with backward (several ranks only).
+bool overlapped(const TrainerOptions& o, int64_t trainable) {
+  if (dist::size() <= 1) return false;
+  switch (o.allreduce_overlap) {
+    case AllreduceOverlap::On:
+      return true;
+    case AllreduceOverlap::Off:
+      return false;
+    case AllreduceOverlap::Auto:
+      return trainable >= kOverlapAutoMinFloats;
+  }
+  return false;
 }
 
 // The slice of the parameter buffer whose AdamW moments this rank keeps.
@@ -293,6 +308,10 @@ TrainResult Trainer::train() {
   double last_loss = 0;
   const int ranks = dist::size();
   result.ranks = ranks;
+  std::optional<OverlappedAllreduce> overlap;
+  if (overlapped(options_, params_.size()))
+    overlap.emplace(params_.grads(), options_.allreduce_bucket_floats, options_.allreduce_bf16);
+  result.allreduce_overlapped = overlap.has_value();
   if (resumed_) trim_metrics();
   while (step_ < total_steps_) {
     std::vector<Batch> micro;
@@ -318,16 +337,27 @@ TrainResult Trainer::train() {
     dist::allreduce_sum(counts, 2);
     const int64_t target_tokens = int64_t(counts[0]), real_tokens = int64_t(counts[1]);
     params_.zero_grad();
+    if (overlap) overlap->begin_step();
     double step_loss = 0;
     if (target_tokens > 0) {
       for (const Batch& b : micro) {
         Tape tape;
+        // The last backward of the step writes the final gradients: its buckets can be summed
+        // while it runs (earlier micro-batches' backward passes only add partial sums).
+        if (overlap && &b == &micro.back())
+          tape.watch(params_.grads().data<float>(), params_.size(), &*overlap);
         Var loss = loss_(b, float(target_tokens), true);
         step_loss += double(loss->value.data<float>()[0]);
         if (loss->requires_grad) tape.backward(loss);
       }
     }
-    if (ranks > 1) {  // one all-reduce over the single gradient buffer, one for the loss
+    if (overlap) {  // the buckets backward did not start, then every sum; the loss
+      const auto reduce_start = Clock::now();
+      overlap->finish();
+      dist::allreduce_sum(&step_loss, 1);
+      result.allreduce_seconds +=
+          std::chrono::duration<double>(Clock::now() - reduce_start).count();
+    } else if (ranks > 1) {  // one all-reduce over the single gradient buffer, one for the loss
       const auto wait_start = Clock::now();
       dist::barrier();  // one message: separates waiting for the slowest rank from the transfer
       const auto reduce_start = Clock::now();

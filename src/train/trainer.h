@@ -18,6 +18,7 @@
 #include "autograd/params.h"
 #include "train/adamw.h"
 #include "train/batch.h"
+#include "train/data_parallel.h"
 #include "train/schedule.h"
 
 namespace peft {
@@ -28,6 +29,10 @@ struct StepReport {
   double epoch = 0, loss = 0, lr = 0, grad_norm = 0, tokens_per_s = 0;
   std::optional<double> eval_loss;
 };
+
+// How the ranks sum gradients: one all-reduce after the backward passes (Off), or buckets
+// overlapped with the last one (On; train/data_parallel.h); Auto overlaps large trainable states.
+enum class AllreduceOverlap { Off, On, Auto };
 
 struct TrainerOptions {
   int64_t epochs = 1;
@@ -50,6 +55,8 @@ struct TrainerOptions {
   bool shard_optimizer = false;
   // With several ranks: gradients summed in bf16 (half the traffic; for full fine-tuning).
   bool allreduce_bf16 = false;
+  AllreduceOverlap allreduce_overlap = AllreduceOverlap::Auto;
+  int64_t allreduce_bucket_floats = kOverlapBucketFloats;  // of the overlapped sum
   // What a resumed run must share with its checkpoint (flag -> value, e.g. "--lr" -> "0.005",
   // "--data" -> a content hash): saved in trainer_state.json; resume_from refuses a difference
   // unless accept_changes.
@@ -75,8 +82,11 @@ struct TrainResult {
   double seconds = 0;
   int ranks = 1;
   // Several ranks: time waiting at the step's end for the slowest rank (a barrier), then in the
-  // gradient and loss all-reduces themselves.
+  // gradient and loss all-reduces themselves. With the overlapped sum there is no barrier:
+  // allreduce_seconds is the time after backward until every sum is done (the part backward did
+  // not hide, waiting for the slowest rank included) and wait_seconds stays 0.
   double wait_seconds = 0, allreduce_seconds = 0;
+  bool allreduce_overlapped = false;
   bool stopped = false;  // on_step returned false before the last step
 };
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Data-parallel training (docs/distributed.md): `mpirun -np 2 peft train` against one process with
 # the same global batch, on a tiny random Qwen2 model.
-#  1. LoRA, prompt tuning and full fine-tuning with a sharded AdamW state (ZeRO-1): the same
-#     per-step losses and final weights within 1e-5 relative (f32; only summation order differs);
+#  1. LoRA, prompt and prefix tuning and full fine-tuning with a sharded AdamW state (ZeRO-1): the same
+#     per-step losses and final weights within 1e-5 relative (f32; only summation order differs),
+#     with one all-reduce after backward and with bucketed all-reduces overlapped with it;
 #     gradients summed in bf16 stay within 1e-3 (losses) and 1e-2 (weights);
 #  2. resume with a different number of ranks: a 2-rank sharded checkpoint continued by one
 #     process, a 1-process checkpoint continued by 2 ranks, each ends where the uninterrupted
 #     run ends;
 #  3. an error on rank 0 stops every rank (MPI_Abort) with the one-line error; a rank killed
-#     mid-run stops every rank with an error (no hang).
+#     mid-run stops every rank with an error (no hang), also while overlapped all-reduces run.
 # Every mpirun is bounded by `timeout`, so a hang fails the test instead of stalling CI.
 # Usage: test_mpi.sh PEFT_BINARY MPIEXEC
 set -euo pipefail
@@ -24,6 +25,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=se
   OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 mpi2() { timeout 60 "$MPIEXEC" -np 2 "$PEFT" "$@"; }
 same() { python3 "$here/same_tensors.py" 1e-5 "$@" || fail "$*: the 2-rank run differs (above)"; }
+# Overlapped sums with buckets of 2,048 floats: the tiny model's 145,600 gradients make 72, so
+# most start while backward still runs.
+overlap=(--allreduce-overlap on --allreduce-bucket-mb 0.0078125)
 
 # 0. each rank re-executes itself for its OpenMP spin count before MPI_Init (docs/performance.md,
 #    "Robust under load") and still joins the job: both ranks report 2 ranks and peft's default.
@@ -53,6 +57,25 @@ mpi2 train "${common[@]}" "${prompt[@]}" --out "$tmp/prompt2" > /dev/null ||
   fail "2-rank prompt-tuning run failed"
 same --metrics "$tmp/prompt2/metrics.jsonl" "$tmp/prompt1/metrics.jsonl"
 same "$tmp/prompt2/adapter_model.safetensors" "$tmp/prompt1/adapter_model.safetensors"
+# Overlapped, buckets of 64 floats. Both methods' parameters are read by the forward pass's first
+# ops (the prefix is reshaped once, then sliced per layer), so every bucket starts as backward
+# ends: this checks the sums, and that no closure writes a bucket already started.
+small_buckets=(--allreduce-overlap on --allreduce-bucket-mb 0.000244140625)
+mpi2 train "${common[@]}" "${prompt[@]}" "${small_buckets[@]}" --out "$tmp/prompt-overlap" \
+  > /dev/null || fail "2-rank prompt-tuning run with overlapped all-reduce failed"
+same --metrics "$tmp/prompt-overlap/metrics.jsonl" "$tmp/prompt1/metrics.jsonl"
+same "$tmp/prompt-overlap/adapter_model.safetensors" "$tmp/prompt1/adapter_model.safetensors"
+prefix=(--method prefix --num-virtual-tokens 4 --max-steps 4)
+"$PEFT" train "${common[@]}" "${prefix[@]}" --out "$tmp/prefix1" > /dev/null
+mpi2 train "${common[@]}" "${prefix[@]}" "${small_buckets[@]}" --out "$tmp/prefix-overlap" \
+  > /dev/null || fail "2-rank prefix-tuning run with overlapped all-reduce failed"
+same --metrics "$tmp/prefix-overlap/metrics.jsonl" "$tmp/prefix1/metrics.jsonl"
+same "$tmp/prefix-overlap/adapter_model.safetensors" "$tmp/prefix1/adapter_model.safetensors"
+mpi2 train "${common[@]}" --max-steps 6 "${overlap[@]}" --out "$tmp/lora-overlap" \
+  > "$tmp/lora-overlap.json" || fail "2-rank LoRA run with overlapped all-reduce failed"
+grep -q '"allreduce_overlap":true' "$tmp/lora-overlap.json" || fail "--allreduce-overlap on: not overlapped"
+same --metrics "$tmp/lora-overlap/metrics.jsonl" "$tmp/lora1/metrics.jsonl"
+same "$tmp/lora-overlap/adapter_model.safetensors" "$tmp/lora1/adapter_model.safetensors"
 
 full=(--method full --max-steps 4 --save-every 2)
 "$PEFT" train "${common[@]}" "${full[@]}" --out "$tmp/full1" > /dev/null
@@ -63,6 +86,14 @@ same --metrics "$tmp/full2/metrics.jsonl" "$tmp/full1/metrics.jsonl"
 # AdamW turns its rounding noise into ±lr steps in any run: held to 1e-3 instead.
 same "$tmp/full2/model.safetensors" "$tmp/full1/model.safetensors" k_proj.bias=1e-3
 same "$tmp/full2/checkpoint-2/trainer_state.safetensors" "$tmp/full1/checkpoint-2/trainer_state.safetensors"
+# the same with the gradient sum overlapped with backward (auto leaves the tiny model off)
+mpi2 train "${common[@]}" "${full[@]}" --shard-optimizer "${overlap[@]}" --out "$tmp/full-overlap" \
+  > "$tmp/full-overlap.json" || fail "2-rank full fine-tune with overlapped all-reduce failed"
+grep -q '"allreduce_overlap":true' "$tmp/full-overlap.json" || fail "--allreduce-overlap on: not overlapped"
+same --metrics "$tmp/full-overlap/metrics.jsonl" "$tmp/full1/metrics.jsonl"
+same "$tmp/full-overlap/model.safetensors" "$tmp/full1/model.safetensors" k_proj.bias=1e-3
+same "$tmp/full-overlap/checkpoint-2/trainer_state.safetensors" \
+  "$tmp/full1/checkpoint-2/trainer_state.safetensors"
 
 # bf16 gradient sums: the same training within bf16's rounding
 mpi2 train "${common[@]}" --method full --max-steps 4 --allreduce-dtype bf16 --out "$tmp/bf16" \
@@ -71,6 +102,10 @@ python3 "$here/same_tensors.py" 1e-3 --metrics "$tmp/bf16/metrics.jsonl" "$tmp/f
   fail "bf16 all-reduce: losses differ by more than 1e-3"
 python3 "$here/same_tensors.py" 1e-2 "$tmp/bf16/model.safetensors" "$tmp/full1/model.safetensors" \
   k_proj.bias=1 || fail "bf16 all-reduce: weights differ by more than 1e-2"
+mpi2 train "${common[@]}" --method full --max-steps 4 --allreduce-dtype bf16 "${overlap[@]}" \
+  --out "$tmp/bf16-overlap" > /dev/null || fail "2-rank bf16 all-reduce overlapped failed"
+python3 "$here/same_tensors.py" 1e-3 --metrics "$tmp/bf16-overlap/metrics.jsonl" \
+  "$tmp/full1/metrics.jsonl" || fail "bf16 overlapped all-reduce: losses differ by more than 1e-3"
 
 # 2. resume with another number of ranks
 "$PEFT" train "${common[@]}" "${full[@]}" --resume "$tmp/full2/checkpoint-2" --out "$tmp/full2" \
@@ -89,34 +124,50 @@ mpi2 train "${common[@]}" --max-steps 100000 --out "$tmp/lora1" > /dev/null 2> "
 grep -q '^peft: error: --out .*folder is not empty' "$tmp/refused.err" ||
   fail "no error line: $(cat "$tmp/refused.err")"
 
-# kill one rank once training runs: every rank ends, mpirun reports the failure
-"$MPIEXEC" -np 2 "$PEFT" train "${common[@]}" --max-steps 1000000 --out "$tmp/killed" \
-  > /dev/null 2> "$tmp/killed.err" &
-launcher=$!
-for _ in $(seq 300); do
-  [ -s "$tmp/killed/metrics.jsonl" ] && break
-  sleep 0.1
-done
-[ -s "$tmp/killed/metrics.jsonl" ] || { kill "$launcher"; fail "the long run logged no step"; }
-ranks=$(pgrep -P "$launcher" -x peft || true)
-[ "$(echo "$ranks" | wc -w)" = 2 ] || { kill "$launcher"; fail "expected 2 rank processes, found '$ranks'"; }
-kill -9 "$(echo "$ranks" | tail -1)"
-for _ in $(seq 300); do
-  kill -0 "$launcher" 2> /dev/null || break
-  sleep 0.1
-done
-if kill -0 "$launcher" 2> /dev/null; then
-  kill "$launcher"
-  fail "mpirun still runs 30 s after a rank was killed"
-fi
-status=0
-wait "$launcher" || status=$?
-[ "$status" != 0 ] || fail "mpirun exited 0 after a rank was killed"
-for pid in $ranks; do  # gone, or a zombie left for an init that does not reap (containers)
-  state=$(ps -o stat= -p "$pid" || true)
-  if [ -n "$state" ] && [ "${state#Z}" = "$state" ]; then
-    kill -9 "$pid"
-    fail "rank process $pid ($state) outlived the run"
+# kill one rank once training runs: every rank ends, mpirun reports the failure (a LoRA run with
+# one all-reduce a step; a full fine-tune whose bucketed all-reduces run during backward)
+kill_a_rank() {
+  local name="$1"
+  shift
+  "$MPIEXEC" -np 2 "$PEFT" train "${common[@]}" --max-steps 1000000 "$@" --out "$tmp/$name" \
+    > /dev/null 2> "$tmp/$name.err" &
+  local launcher=$!
+  for _ in $(seq 300); do
+    [ -s "$tmp/$name/metrics.jsonl" ] && break
+    sleep 0.1
+  done
+  [ -s "$tmp/$name/metrics.jsonl" ] || { kill "$launcher"; fail "$name: the long run logged no step"; }
+  local ranks
+  ranks=$(pgrep -P "$launcher" -x peft || true)
+  [ "$(echo "$ranks" | wc -w)" = 2 ] ||
+    { kill "$launcher"; fail "$name: expected 2 rank processes, found '$ranks'"; }
+  kill -9 "$(echo "$ranks" | tail -1)"
+  for _ in $(seq 300); do
+    kill -0 "$launcher" 2> /dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$launcher" 2> /dev/null; then
+    kill "$launcher"
+    fail "$name: mpirun still runs 30 s after a rank was killed"
   fi
-done
-echo "mpi: re-executed ranks join, 2 ranks = 1 process (lora, prompt, full + ZeRO-1) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
+  local status=0
+  wait "$launcher" || status=$?
+  [ "$status" != 0 ] || fail "$name: mpirun exited 0 after a rank was killed"
+  # Every rank gone, or a zombie left for an init that does not reap (containers). mpirun can exit
+  # while the rank it signalled is still being torn down (seen on a loaded machine): 10 s grace.
+  local state
+  for pid in $ranks; do
+    for _ in $(seq 100); do
+      state=$(ps -o stat= -p "$pid" || true)
+      [ -z "$state" ] || [ "${state#Z}" != "$state" ] && break
+      sleep 0.1
+    done
+    if [ -n "$state" ] && [ "${state#Z}" = "$state" ]; then
+      kill -9 "$pid"
+      fail "$name: rank process $pid ($state) outlived the run by 10 s"
+    fi
+  done
+}
+kill_a_rank killed
+kill_a_rank killed-overlap --method full "${overlap[@]}"
+echo "mpi: re-executed ranks join, 2 ranks = 1 process (lora, prompt, prefix, full + ZeRO-1; one all-reduce or overlapped buckets) within 1e-5, bf16 sums within 1e-3, resume across N, failing or killed ranks stop the run"
