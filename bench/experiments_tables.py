@@ -87,8 +87,10 @@ def row(d, task, m):
 
 
 def methods(d):
+    p = os.path.join(d, "sentiment-model.txt")
+    bert = open(p).read().strip() if os.path.exists(p) else "bert-tiny-mlm"
     for task, what in (("stories", "stories260K, Pip-the-dragon stories (eval: token accuracy %)"),
-                       ("sentiment", "bert-tiny-mlm, seq-cls on Amazon sentences (eval: accuracy %)")):
+                       ("sentiment", f"{bert}, seq-cls on Amazon sentences (eval: accuracy %)")):
         if not glob.glob(os.path.join(d, f"{task}-*.json")):
             continue
         for title, names in (("methods", METHODS),

@@ -2,7 +2,7 @@
 # Method comparison table of docs/EXPERIMENTS.md: every method of `peft train` on two tasks,
 #   stories: data/models/stories260K on data/stories (the Pip-the-dragon style, causal LM,
 #            3 epochs, batch 8), eval loss / token accuracy on data/stories/eval.jsonl;
-#   sentiment: data/models/bert-tiny-mlm, --task seq-cls on the 800 Amazon sentences outside the
+#   sentiment: data/models/bert-tiny-mlm (BERT=… for another), --task seq-cls on the 800 Amazon sentences outside the
 #            held-out split, 5 epochs, batch 16 (250 steps),
 #            eval loss / accuracy on data/sentiment/test-200.jsonl;
 # then a LoRA rank sweep (r 1..32, alpha 2r) on both. Same seed everywhere; --threads 1.
@@ -13,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEFT=${PEFT:-$ROOT/build/peft}
 OUT=${1:-${TMPDIR:-/tmp}/peft-methods}
 TASKS=${TASKS:-stories sentiment}
+BERT=${BERT:-$ROOT/data/models/bert-tiny-mlm}
 T=(--threads "${PEFT_THREADS:-1}")
 mkdir -p "$OUT"
 python3 - "$ROOT" "$OUT/sentiment-train.jsonl" <<'PY'
@@ -42,11 +43,12 @@ M[ptuning-v2-lr0.1]="--method ptuning-v2 --num-virtual-tokens 10 --lr 1e-1"
 for r in 1 2 4 8 16 32; do M[lora-r$r]="--method lora --target-modules all-linear --r $r --lora-alpha $((2 * r)) --lr 1e-2"; done
 ORDER=${ORDER:-"full lora prompt ptuning prefix ptuning-v2 houlsby pfeiffer prompt-lr0.1 ptuning-v2-lr0.1 lora-r1 lora-r2 lora-r4 lora-r8 lora-r16 lora-r32"}
 uptime > "$OUT/uptime-start.txt"
+basename "$BERT" > "$OUT/sentiment-model.txt"
 for task in $TASKS; do
   case $task in
     stories) TASK=(--model "$ROOT/data/models/stories260K" --data "$ROOT/data/stories/train.jsonl"
                    --eval-data "$ROOT/data/stories/eval.jsonl" --epochs 3 --batch-size 8) ;;
-    sentiment) TASK=(--model "$ROOT/data/models/bert-tiny-mlm" --task seq-cls --labels negative,positive
+    sentiment) TASK=(--model "$BERT" --task seq-cls --labels negative,positive
                      --data "$OUT/sentiment-train.jsonl" --eval-data "$ROOT/data/sentiment/test-200.jsonl"
                      --epochs 5 --batch-size 16 --max-len 128) ;;
   esac
