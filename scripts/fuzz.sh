@@ -32,6 +32,7 @@ done
 all=(safetensors torch_pickle hf_config adapter_config records yaml_config tokenizer_json
   tokenizer_vocab_txt tokenizer_spm)
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
 for t in "${targets[@]}"; do
   [ -d "fuzz/seeds/$t" ] || { echo "fuzz.sh: no target $t (fuzz/seeds/$t)" >&2; exit 2; }
 done
@@ -55,7 +56,7 @@ cmake --build "$build" "${jobs[@]}" --target "${targets[@]/#/fuzz_}"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-crashes="$root/$build/fuzz-crashes"
+crashes="$build/fuzz-crashes"
 mkdir -p "$crashes"
 status=0
 for t in "${targets[@]}"; do
@@ -65,14 +66,18 @@ for t in "${targets[@]}"; do
   # reader that believes a hostile size. New inputs go to a scratch corpus; the seeds are read
   # only. Leaks are findings (libFuzzer's -detect_leaks is on by default).
   if (cd "$work/$t/cwd" && OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
-        UBSAN_OPTIONS=print_stacktrace=1 "$root/$build/fuzz/fuzz_$t" \
+        UBSAN_OPTIONS=print_stacktrace=1 "$build/fuzz/fuzz_$t" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$crashes/$t-" \
         "$work/$t/corpus" "$root/fuzz/seeds/$t") >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     seeds=$(find "fuzz/seeds/$t" -type f | wc -l)
-    echo "fuzz_$t: $seeds seeds, $runs executions in $seconds s ($rate/s), no finding"
+    # libFuzzer's last status line: edges covered, and the corpus it ended with (inputs/size).
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || echo '?')
+    corp=$(grep -o 'corp: [0-9]*/[0-9]*[A-Za-z]*' "$log" | tail -1 | cut -d' ' -f2 || echo '?')
+    echo "fuzz_$t: $seeds seeds, $runs executions in $seconds s ($rate/s), corpus $corp," \
+      "$cov edges, no finding"
   else
     echo "fuzz_$t: FINDING (the input is in $crashes/; the end of the log follows)"
     grep -v '^#[0-9]* *\(NEW\|REDUCE\|pulse\|INITED\|RELOAD\)' "$log" | tail -60
