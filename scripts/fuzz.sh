@@ -64,8 +64,9 @@ for t in "${targets[@]}"; do
   log="$work/$t.log"
   # One thread: OpenMP regions would multiply the fuzzer's cost. The malloc / RSS limits catch a
   # reader that believes a hostile size. New inputs go to a scratch corpus; the seeds are read
-  # only. Leaks are findings (libFuzzer's -detect_leaks is on by default).
-  if (cd "$work/$t/cwd" && OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
+  # only. Leaks are findings (libFuzzer's -detect_leaks is on by default). TMPDIR: the targets'
+  # scratch folders (fuzz_util.h) go with the rest of $work.
+  if (cd "$work/$t/cwd" && TMPDIR="$work/$t/cwd" OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
         UBSAN_OPTIONS=print_stacktrace=1 "$build/fuzz/fuzz_$t" \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$crashes/$t-" \
