@@ -1,7 +1,6 @@
 #include "cli/setup.h"
 
 #include <sys/resource.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -61,51 +60,6 @@ void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir
         "vocab.txt", "special_tokens_map.json", "generation_config.json"})
     if (file_exists(join_path(from_dir, f)))
       write_file_atomic(join_path(to_dir, f), read_text_file(join_path(from_dir, f)));
-}
-
-void append_yaml_config(const std::string& path, const CLI::App& app,
-                        std::vector<std::string>& args) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    fail("{}: cannot read the run config", path);
-  } catch (const YAML::Exception& e) {
-    fail("{}: invalid YAML: {}", path, e.what());
-  }
-  if (!root.IsMap()) fail("{}: a run config must be a map of flag names to values", path);
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    const std::string flag = "--" + key;
-    if (key == "config") fail("{}: \"config\" cannot be set from a run config", path);
-    const CLI::Option* opt = nullptr;
-    try {
-      opt = app.get_option(flag);
-    } catch (const CLI::OptionNotFound&) {
-      fail("{}: unknown setting \"{}\" (every key must be a flag of this command)", path, key);
-    }
-    if (std::find(args.begin(), args.end(), flag) != args.end()) continue;  // the command line wins
-    const YAML::Node& v = kv.second;
-    if (v.IsSequence()) {
-      std::string joined;
-      for (const auto& item : v) joined += (joined.empty() ? "" : ",") + item.as<std::string>();
-      args.push_back(flag);
-      args.push_back(joined);
-    } else if (v.IsScalar()) {
-      const std::string s = v.as<std::string>();
-      if (opt->get_expected_min() == 0) {  // a flag
-        if (s == "true" || s == "True" || s == "yes")
-          args.push_back(flag);
-        else if (s != "false" && s != "False" && s != "no")
-          fail("{}: \"{}\" is a switch; expected true or false, found \"{}\"", path, key, s);
-      } else {
-        args.push_back(flag);
-        args.push_back(s);
-      }
-    } else {
-      fail("{}: \"{}\" must be a value or a list", path, key);
-    }
-  }
 }
 
 }  // namespace peft::cli

@@ -1,7 +1,9 @@
 #include "io/torch_pickle.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
-#include <memory>
+#include <deque>
 #include <optional>
 
 #include "core/dtype.h"
@@ -77,8 +79,11 @@ std::map<std::string, std::pair<size_t, size_t>> zip_entries(const std::string& 
 
 // ---- the pickle subset of a state dict ----
 
+// Values point at each other by plain pointers into the Unpickler's arena, which owns them all:
+// a hostile pickle can build cycles (a dict memoised and stored into itself) or chains a million
+// deep, and neither may leak or recurse when freed.
 struct Value;
-using ValuePtr = std::shared_ptr<Value>;
+using ValuePtr = Value*;
 struct Value {
   enum class Kind {
     None,
@@ -101,12 +106,6 @@ struct Value {
   std::vector<std::pair<ValuePtr, ValuePtr>> map;  // Dict
   Tensor tensor;
 };
-
-ValuePtr make(Value::Kind k) {
-  auto v = std::make_shared<Value>();
-  v->kind = k;
-  return v;
-}
 
 const char* storage_dtype_name(const std::string& global, DType* dtype, int* bytes) {
   if (global == "torch.FloatStorage") return *dtype = DType::F32, *bytes = 4, "float32";
@@ -335,7 +334,12 @@ class Unpickler {
     stack_.pop_back();
     return {items.rbegin(), items.rend()};
   }
-  static ValuePtr tuple(std::vector<ValuePtr> items) {
+  ValuePtr make(Value::Kind k) {
+    Value& v = values_.emplace_back();
+    v.kind = k;
+    return &v;
+  }
+  ValuePtr tuple(std::vector<ValuePtr> items) {
     auto v = make(Value::Kind::Tuple);
     v->items = std::move(items);
     return v;
@@ -383,13 +387,26 @@ class Unpickler {
     const std::vector<int64_t> stride =
         ints(args[3], "a tensor stride that is not a tuple of ints");
     if (shape.size() != stride.size()) bad("a tensor whose size and stride differ in length");
-    // The last element read must lie inside the storage.
+    // The last element read must lie inside the storage, and the tensor may not hold more
+    // elements than its storage (a state dict's tensors are parameters or views of them; a
+    // zero stride must not turn a few stored bytes into gigabytes). Checked without overflow:
+    // every size, stride and offset is at most the storage's element count.
+    const int64_t stored = int64_t(size / size_t(elem));
     int64_t last = offset, numel = 1;
     for (size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] == 0) {
+        numel = 0;
+        break;
+      }
+      if (shape[d] > stored || numel > stored / shape[d])
+        fail("{}: a tensor of {} storage {} has more elements than its {} bytes hold", path_, dname,
+             key, size);
       numel *= shape[d];
-      if (shape[d] > 0) last += (shape[d] - 1) * stride[d];
+      // Both factors below 2^31 (a zip entry is under 4 GiB, an element 2 bytes or more): no
+      // overflow; a clamped term still lands past the end when the original one did.
+      last = std::min(last, stored) + (shape[d] - 1) * std::min(stride[d], stored);
     }
-    if (numel > 0 && (size_t(last) + 1) * size_t(elem) > size)
+    if (numel > 0 && (offset >= stored || last >= stored))
       fail("{}: a tensor reads past its {} storage {} ({} bytes)", path_, dname, key, size);
     Tensor t = Tensor::zeros(Shape(shape.begin(), shape.end()), DType::F32);
     float* out = t.data<float>();
@@ -424,6 +441,7 @@ class Unpickler {
   const std::map<std::string, std::pair<size_t, size_t>>& entries_;
   std::string archive_;
   size_t p_ = 0, end_ = 0;
+  std::deque<Value> values_;  // every value made, freed together
   std::vector<ValuePtr> stack_;
   std::map<uint32_t, ValuePtr> memo_;
 };

@@ -13,13 +13,6 @@
 namespace peft {
 namespace {
 
-template <typename T>
-T get_or(const nlohmann::json& j, const char* key, T fallback) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return fallback;
-  return it->get<T>();
-}
-
 bool suffix_match(const std::string& module, const std::string& target) {
   return module == target ||
          (module.size() > target.size() &&
@@ -37,103 +30,6 @@ const V* pattern_lookup(const std::map<std::string, V>& patterns, const std::str
 }
 
 }  // namespace
-
-LoraConfig LoraConfig::from_json(const nlohmann::json& j, const std::string& source) {
-  try {
-    LoraConfig c;
-    const std::string type = get_or<std::string>(j, "peft_type", "");
-    if (type != "LORA") fail("{}: peft_type is \"{}\", expected \"LORA\"", source, type);
-    c.r = get_or<int>(j, "r", 8);
-    c.lora_alpha = get_or<float>(j, "lora_alpha", 8.0f);
-    c.lora_dropout = get_or<float>(j, "lora_dropout", 0.0f);
-    if (c.r <= 0) fail("{}: \"r\" is {}, expected a positive rank", source, c.r);
-    if (auto it = j.find("target_modules"); it != j.end() && !it->is_null()) {
-      c.targets_given = true;
-      if (it->is_string()) {
-        const std::string t = it->get<std::string>();
-        if (t == "all-linear")
-          c.all_linear = true;
-        else
-          c.target_regex = t;
-      } else {
-        c.target_list = it->get<std::vector<std::string>>();
-      }
-    }
-    c.bias = get_or<std::string>(j, "bias", "none");
-    if (c.bias != "none" && c.bias != "all" && c.bias != "lora_only")
-      fail("{}: \"bias\" is \"{}\", expected none, all or lora_only", source, c.bias);
-    c.use_rslora = get_or<bool>(j, "use_rslora", false);
-    if (auto it = j.find("init_lora_weights"); it != j.end() && !it->is_null()) {
-      if (it->is_boolean())
-        c.init_lora_weights = it->get<bool>() ? "true" : "false";
-      else
-        c.init_lora_weights = it->get<std::string>();
-      if (c.init_lora_weights != "true" && c.init_lora_weights != "false" &&
-          c.init_lora_weights != "gaussian")
-        fail("{}: init_lora_weights \"{}\" is not supported (true, false or gaussian)", source,
-             c.init_lora_weights);
-    }
-    if (auto it = j.find("layers_to_transform"); it != j.end() && !it->is_null()) {
-      if (it->is_number())
-        c.layers_to_transform = {it->get<int>()};
-      else
-        c.layers_to_transform = it->get<std::vector<int>>();
-    }
-    c.rank_pattern = get_or<std::map<std::string, int>>(j, "rank_pattern", {});
-    c.alpha_pattern = get_or<std::map<std::string, float>>(j, "alpha_pattern", {});
-    c.base_model_name_or_path = get_or<std::string>(j, "base_model_name_or_path", "");
-    c.task_type = get_or<std::string>(j, "task_type", "CAUSAL_LM");
-    if (get_or<bool>(j, "use_dora", false)) fail("{}: use_dora is not supported", source);
-    if (get_or<bool>(j, "fan_in_fan_out", false))
-      fail("{}: fan_in_fan_out is true; only [out, in] linear weights are supported", source);
-    // Classification heads are modules_to_save the seq-cls objective trains and loads
-    // (objectives/seq_cls.cpp); any other module is not supported.
-    if (auto it = j.find("modules_to_save"); it != j.end() && it->is_array())
-      for (const auto& m : *it)
-        if (!m.is_string() || (m != "classifier" && m != "score" && m != "bert.pooler"))
-          fail(
-              "{}: modules_to_save {} is not supported (only a classification head: classifier, "
-              "score)",
-              source, m.dump());
-    return c;
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: malformed LoRA config: {}", source, e.what());
-  }
-}
-
-nlohmann::json LoraConfig::to_json() const {
-  nlohmann::json j;
-  j["peft_type"] = "LORA";
-  j["task_type"] = task_type;
-  j["base_model_name_or_path"] = base_model_name_or_path;
-  j["revision"] = nullptr;
-  j["inference_mode"] = true;
-  j["r"] = r;
-  j["lora_alpha"] = lora_alpha;
-  j["lora_dropout"] = lora_dropout;
-  if (all_linear)
-    j["target_modules"] = "all-linear";
-  else if (target_regex)
-    j["target_modules"] = *target_regex;
-  else
-    j["target_modules"] = target_list;
-  j["bias"] = bias;
-  j["fan_in_fan_out"] = false;
-  j["use_rslora"] = use_rslora;
-  if (init_lora_weights == "gaussian")
-    j["init_lora_weights"] = "gaussian";
-  else
-    j["init_lora_weights"] = init_lora_weights == "true";
-  j["layers_to_transform"] =
-      layers_to_transform.empty() ? nlohmann::json(nullptr) : nlohmann::json(layers_to_transform);
-  j["layers_pattern"] = nullptr;
-  j["rank_pattern"] = rank_pattern;
-  j["alpha_pattern"] = alpha_pattern;
-  j["modules_to_save"] = nullptr;
-  j["use_dora"] = false;
-  // No "peft_version": PEFT before 0.13 rejects keys it does not know, and none requires it.
-  return j;
-}
 
 bool lora_targets(const LoraConfig& config, const LinearSite& site,
                   const std::vector<std::string>& default_targets) {

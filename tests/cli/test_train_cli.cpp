@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "cli_fixtures.h"
 #include "cli_run.h"
 
 namespace peft {
@@ -22,21 +23,10 @@ using testing::run_peft;
 namespace fs = std::filesystem;
 
 // One tiny model (qwen2 preset "tiny", the demo tokenizer) and data shared by the tests.
-class TrainCli : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    // ctest runs each test in its own process, two at a time: one folder per process.
-    dir_ = fresh_dir("train_cli_" + std::to_string(::getpid()));
-    const std::string demo = std::string(PEFT_SOURCE_DIR) + "/data/demo";
-    auto r = run_peft("init --arch qwen2 --preset tiny --seed 1 --vocab-from " + demo + " --out " +
-                      dir_ + "/model");
-    ASSERT_EQ(r.status, 0) << r.err;
-    data_ = demo + "/train.jsonl";
-    eval_ = demo + "/eval.jsonl";
-  }
-  static std::string dir_, data_, eval_;
+class TrainCli : public testing::TinyModelSuite<TrainCli> {
+ public:
+  static constexpr const char* folder = "train_cli";
 };
-std::string TrainCli::dir_, TrainCli::data_, TrainCli::eval_;
 
 nlohmann::json json_of(const testing::CommandResult& r) {
   return nlohmann::json::parse(last_line(r.out));
@@ -230,11 +220,13 @@ TEST_F(TrainCli, StackedMethodsTrainSaveAndLoadTogether) {
   auto whole = run_peft("generate --model " + model + " --adapter " + out + prompt);
   auto parts = run_peft("generate --model " + model + " --adapter " + out + "/lora --adapter " +
                         out + "/prefix" + prompt);
-  auto prefix_only = run_peft("generate --model " + model + " --adapter " + out + "/prefix" + prompt);
+  auto prefix_only =
+      run_peft("generate --model " + model + " --adapter " + out + "/prefix" + prompt);
   ASSERT_EQ(whole.status, 0) << whole.err;
   ASSERT_EQ(parts.status, 0) << parts.err;
   EXPECT_EQ(json_of(whole)["ids"], json_of(parts)["ids"]);
-  auto e1 = run_peft("eval --model " + model + " --adapter " + out + " --data " + eval_ + " --json");
+  auto e1 =
+      run_peft("eval --model " + model + " --adapter " + out + " --data " + eval_ + " --json");
   auto e2 = run_peft("eval --model " + model + " --adapter " + out + "/prefix --data " + eval_ +
                      " --json");
   ASSERT_EQ(e1.status, 0) << e1.err;
@@ -244,7 +236,9 @@ TEST_F(TrainCli, StackedMethodsTrainSaveAndLoadTogether) {
   EXPECT_EQ(json_of(info)["kind"], "adapter stack");
   EXPECT_EQ(json_of(info)["adapters"].size(), 2u);
   // merge folds LoRA only: the stack is refused, its lora/ folder merges.
-  EXPECT_EQ(run_peft("merge --model " + model + " --adapter " + out + " --out " + dir_ + "/sm").status, 1);
+  EXPECT_EQ(
+      run_peft("merge --model " + model + " --adapter " + out + " --out " + dir_ + "/sm").status,
+      1);
 
   const std::string yaml = dir_ + "/stack.yaml";
   std::ofstream(yaml) << "method: [lora, prompt]\nmax-steps: 1\nnum-virtual-tokens: 2\n";

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "cli/cli_run.h"
+#include "finite_difference.h"
 #include "io/files.h"
 #include "io/hf_config.h"
 #include "io/torch_pickle.h"
@@ -24,27 +25,13 @@ namespace peft {
 namespace {
 
 std::string tiny_dir(const std::string& arch) {
-  const std::string dir = ::testing::TempDir() + "/adapter_tiny_" + arch;
-  if (std::filesystem::exists(dir + "/model.safetensors")) return dir;
-  std::filesystem::create_directories(dir);
-  InitOptions init;
-  init.seed = 21;
-  write_random_model(parse_hf_config(preset_config(arch_for(arch), "tiny"), "tiny"), dir, init);
-  return dir;
+  return testing::tiny_model_dir("adapter_tiny", arch, 21);
 }
 
 Method& add_adapter(MethodSet& set, const char* json) {
   nlohmann::json j = nlohmann::json::parse(json);
   j["peft_type"] = find_method("adapter")->peft_type;
   return set.add(*find_method("adapter"), j, "test config");
-}
-
-ModelInputs batch() {
-  ModelInputs in;
-  std::vector<int32_t> ids(10);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((37 * i + 5) % 400);
-  in.input_ids = Tensor::from_vector_i32(ids, {2, 5});
-  return in;
 }
 
 // Every adapter parameter (and learned / per-channel scalings), through whole tiny models, along
@@ -74,40 +61,7 @@ TEST(BottleneckAdapter, GradientsMatchFiniteDifferences) {
     m.initialize(rng, nullptr);
     for (const auto& e : set.params().entries())  // O(1) values so every piece matters
       fill_normal(e.var->value, rng, e.name.ends_with("scaling") ? 1.0f : 0.0f, 0.3f);
-    const ModelInputs in = batch();
-    CrossEntropyOptions sum_loss;
-    sum_loss.normaliser = 1;
-    auto loss_value = [&] {
-      NoGradGuard no_grad;
-      CrossEntropyStats stats;
-      model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss, &stats);
-      return stats.sum;
-    };
-    {
-      Tape tape;
-      tape.backward(model->loss(model->forward(in, {.hooks = set.hooks()}), in.input_ids, sum_loss));
-    }
-    ASSERT_GT(set.params().entries().size(), 0u);
-    for (const auto& e : set.params().entries()) {
-      Tensor& w = e.var->value;
-      const testing::Vec dir = testing::random_vec(size_t(w.numel()), 17);
-      const std::vector<float> g = e.var->grad.to_vector(), w0 = w.to_vector();
-      double analytic = 0;
-      for (size_t i = 0; i < g.size(); ++i) analytic += double(g[i]) * dir[i];
-      auto central = [&](double h) {
-        double l[2];
-        for (int k = 0; k < 2; ++k) {
-          for (size_t i = 0; i < w0.size(); ++i)
-            w.data<float>()[i] = float(w0[i] + (k ? -h : h) * dir[i]);
-          l[k] = loss_value();
-        }
-        return (l[0] - l[1]) / (2 * h);
-      };
-      const double numeric = (4 * central(1e-3) - central(2e-3)) / 3;
-      std::memcpy(w.data<float>(), w0.data(), w0.size() * sizeof(float));
-      EXPECT_NEAR(analytic, numeric, 1e-3 + 1e-2 * std::fabs(numeric)) << e.name;
-      EXPECT_GT(std::fabs(analytic), 1e-4) << e.name;
-    }
+    testing::expect_gradients_match_finite_differences(*model, set, testing::tiny_batch());
   }
 }
 
@@ -146,7 +100,7 @@ TEST(BottleneckAdapter, MamInitLeavesLogitsExactlyUnchanged) {
     for (const char* kind : {"houlsby", "pfeiffer"}) {
       SCOPED_TRACE(std::string(arch) + " " + kind);
       auto model = load_model(tiny_dir(arch));
-      const ModelInputs in = batch();
+      const ModelInputs in = testing::tiny_batch();
       const std::vector<float> base = model->logits(model->forward(in))->value.to_vector();
       MethodSet set(*model);
       Method& m = add_adapter(
@@ -344,7 +298,7 @@ TEST(BottleneckAdapterCli, StackedWithLoraEqualsAdapterOnMergedModel) {
                                   "/lora --out " + dir + "/merged");
   ASSERT_EQ(merged.status, 0) << merged.err;
 
-  const ModelInputs in = batch();
+  const ModelInputs in = testing::tiny_batch();
   auto logits = [&](const std::string& model_dir, const std::vector<std::string>& adapters) {
     auto model = load_model(model_dir);
     MethodSet set(*model);

@@ -101,6 +101,39 @@ TEST(Lora, ConfigRejectsWhatItCannotHonour) {
   EXPECT_EQ(c.to_json()["inference_mode"], true);
 }
 
+// Numbers that do not fit their field were converted by nlohmann's get<int>(): 1e30 is undefined
+// behaviour (found by fuzz/fuzz_adapter_config.cpp under UBSan), 8.5 and 2^40 silently truncated.
+// Each is one Error naming the file and the key; an integral float (8.0) is the integer.
+TEST(Lora, ConfigNumbersThatDoNotFitAreRefusedNamingTheKey) {
+  auto error = [](const char* json) {
+    try {
+      config_from(json);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  for (const char* json :
+       {R"({"peft_type": "LORA", "r": 1e30})", R"({"peft_type": "LORA", "r": 8.5})",
+        R"({"peft_type": "LORA", "r": 1099511627776})", R"({"peft_type": "LORA", "r": -1e300})"})
+    EXPECT_NE(error(json).find("\"r\" is"), std::string::npos) << json << ": " << error(json);
+  EXPECT_NE(
+      error(R"({"peft_type": "LORA", "layers_to_transform": 1e300})").find("layers_to_transform"),
+      std::string::npos);
+  EXPECT_NE(error(R"({"peft_type": "LORA", "layers_to_transform": [0, 1e19]})")
+                .find("layers_to_transform"),
+            std::string::npos);
+  EXPECT_NE(
+      error(R"({"peft_type": "LORA", "rank_pattern": {"q_proj": 1e40}})").find("rank_pattern"),
+      std::string::npos);
+  EXPECT_NE(error(R"({"peft_type": "LORA", "lora_alpha": 1e300})").find("lora_alpha"),
+            std::string::npos);
+  EXPECT_EQ(config_from(R"({"peft_type": "LORA", "r": 8.0})").r, 8);
+  EXPECT_EQ(
+      config_from(R"({"peft_type": "LORA", "layers_to_transform": [1, 3]})").layers_to_transform,
+      (std::vector<int>{1, 3}));
+}
+
 TEST(Lora, OnlyTargetedSitesGetParametersAndIdentityAtInit) {
   ParamStore params;
   LoraConfig c = config_from(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8})");
