@@ -160,7 +160,7 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   }
   Model m = Model::load(model_dir());
   peft::api::ClassifyOptions c;
-  c.pattern = "{text} It was {mask}.";
+  c.patterns = {"{text} It was {mask}."};
   c.verbalizer = R"({"yes": "moo", "no": "grey"})";
   const peft::api::ClassifyResult r = m.classify(data, c);
   ASSERT_EQ(r.labels, (std::vector<std::string>{"yes", "no"}));
@@ -170,7 +170,7 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   m.create_adapter("lora", {{"r", "4"}});
   peft::api::TrainOptions t;
   t.task = "pet";
-  t.pattern = c.pattern;
+  t.patterns = c.patterns;
   t.verbalizer = c.verbalizer;
   t.data = data;
   t.max_steps = 30;
