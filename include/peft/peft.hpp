@@ -75,8 +75,55 @@ PEFT_API std::string folder_info_json(const std::string& dir);
 // features, the MPI library.
 PEFT_API std::string system_info_json();
 
-// The method names create_adapter() accepts ("lora", "prompt", ...), in the registry's order.
+// The method names create_adapter() accepts ("lora", "prompt", ...), in the registry's order;
+// the first is the default method of train(model_dir, ...).
 PEFT_API std::vector<std::string> method_names();
+
+// One setting of a method, as create_adapter() and TrainOptions::method_settings take it (and
+// `peft train` declares it as a flag): enough for a front end to validate values before a method
+// sees them.
+struct MethodSetting {
+  enum class Type { Int, Float, Bool, String, IntList, Json, Custom };
+  std::string name;  // without "--", e.g. "r", "target-modules"
+  Type type = Type::String;
+  std::string help;   // one line
+  std::string group;  // the heading of the method(s) it belongs to, e.g. "LoRA"
+  // A numeric range (absent bound: unbounded; *_open: the bound itself excluded), or the only
+  // texts allowed (compared ignoring case).
+  std::optional<double> min, max;
+  bool min_open = false, max_open = false;
+  std::vector<std::string> choices;
+};
+
+// Every method's settings, each name once (methods that share a setting share its row), in the
+// registry's order.
+PEFT_API std::vector<MethodSetting> method_settings();
+
+// The objectives TrainOptions::task accepts ("causal-lm", "mlm", "pet", "seq-cls").
+PEFT_API std::vector<std::string> objective_names();
+
+// ---- random model folders (tests, demos, benchmarks; `peft init`) ----
+struct InitModelOptions {
+  std::string arch;           // "qwen2", "llama", "baichuan" or "bert"
+  std::string preset;         // one of model_presets(arch), e.g. "tiny"
+  std::string dtype = "f32";  // stored dtype: "f32" or "bf16"
+  uint64_t seed = 0;
+  // Optional: a folder whose tokenizer files are copied and whose vocabulary size (and special
+  // token ids) the model takes.
+  std::string vocab_from;
+};
+
+struct InitModelResult {
+  std::string model_type;
+  int64_t parameters = 0, vocab_size = 0;
+  std::vector<std::string> tokenizer_files;  // those copied from vocab_from
+};
+
+// The presets init_model() knows for an architecture ("tiny", "small", "qwen2-0.5b", ...).
+PEFT_API std::vector<std::string> model_presets(const std::string& arch);
+// Writes a randomly initialised model folder (config.json, model.safetensors; Hugging Face
+// layout) into OUT_DIR, created when absent.
+PEFT_API InitModelResult init_model(const std::string& out_dir, const InitModelOptions& options);
 
 struct LoadOptions {
   // Frozen base matrices: "" as stored (mapped, zero-copy), or converted at load to "f32",
@@ -245,7 +292,16 @@ struct TrainStart {
   int ranks = 1;
 };
 
+// The training records as read and batched, reported before the parameters are set up (so that
+// a front end can report them ahead of any error in loading an adapter or a checkpoint).
+struct TrainData {
+  int64_t records = 0;            // training records read
+  int64_t rows = 0;               // rows they make (fewer when packed)
+  int64_t truncated_records = 0;  // records longer than max_len, cut
+};
+
 struct TrainCallbacks {
+  std::function<void(const TrainData&)> on_data;
   std::function<void(const TrainStart&)> on_start;
   StepCallback on_step;
 };
@@ -288,6 +344,33 @@ struct ExportResult {
   std::string dtype;
   int64_t tensors = 0;  // LoRA pairs (adapter) or weights with a delta folded in (merged model)
 };
+
+// A folder's Hugging Face tokenizer alone (no weights read): what Model::tokenize / detokenize
+// use, for tools that need only the tokens.
+class PEFT_API Tokenizer {
+ public:
+  // A model or tokenizer folder (tokenizer.json, vocab.json + merges.txt, tokenizer.model or
+  // vocab.txt).
+  static Tokenizer load(const std::string& dir);
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+  ~Tokenizer();
+
+  std::vector<int32_t> encode(const std::string& text, bool add_special_tokens = true) const;
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
+  int64_t vocab_size() const;
+  // The token's own text ("" for an id the vocabulary does not hold).
+  std::string id_to_token(int32_t id) const;
+
+  struct Impl;  // the library's own (opaque here)
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The whole content of a file (errors name it), as the commands read --file inputs.
+PEFT_API std::string read_file(const std::string& path);
 
 class PEFT_API Model {
  public:

@@ -35,11 +35,11 @@ auto guarded(F&& f) -> decltype(f()) {
 struct Model::Impl {
   std::string dir;
   std::unique_ptr<peft::Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<peft::Tokenizer> tokenizer;
   std::unique_ptr<MethodSet> methods;
   std::vector<std::string> adapter_dirs;  // where the attached adapters came from ("" = fresh)
 
-  const Tokenizer& tok() const {
+  const peft::Tokenizer& tok() const {
     if (!tokenizer) fail("{}: this needs the model's tokenizer files", dir);
     return *tokenizer;
   }

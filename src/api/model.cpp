@@ -31,7 +31,7 @@ namespace {
 // pieces add up to the decoded text.
 class TextStream {
  public:
-  explicit TextStream(const Tokenizer& tok) : tok_(tok) {}
+  explicit TextStream(const peft::Tokenizer& tok) : tok_(tok) {}
   // The new complete text after adding `id` ("" while a character is incomplete).
   std::string add(int32_t id) {
     ids_.push_back(id);
@@ -51,7 +51,7 @@ class TextStream {
   std::string text() const { return tok_.decode(ids_, true); }
 
  private:
-  const Tokenizer& tok_;
+  const peft::Tokenizer& tok_;
   std::vector<int32_t> ids_;
   size_t emitted_ = 0;
 };
@@ -65,6 +65,39 @@ const char* version() {
 std::vector<std::string> method_names() {
   std::vector<std::string> out;
   for (const MethodInfo& m : method_registry()) out.push_back(m.name);
+  return out;
+}
+
+// MethodSetting::Type mirrors MethodFlag::Type, so that one converts to the other by value.
+static_assert(int(MethodSetting::Type::Int) == int(MethodFlag::Type::Int) &&
+              int(MethodSetting::Type::Float) == int(MethodFlag::Type::Float) &&
+              int(MethodSetting::Type::Bool) == int(MethodFlag::Type::Bool) &&
+              int(MethodSetting::Type::String) == int(MethodFlag::Type::String) &&
+              int(MethodSetting::Type::IntList) == int(MethodFlag::Type::IntList) &&
+              int(MethodSetting::Type::Json) == int(MethodFlag::Type::Json) &&
+              int(MethodSetting::Type::Custom) == int(MethodFlag::Type::Custom));
+
+std::vector<MethodSetting> method_settings() {
+  std::vector<MethodSetting> out;
+  for (const MethodFlag& f : all_method_flags()) {
+    MethodSetting s;
+    s.name = f.name;
+    s.type = MethodSetting::Type(int(f.type));  // the same enumerators, in the same order
+    s.help = f.help;
+    s.group = f.group;
+    s.min = f.min;
+    s.max = f.max;
+    s.min_open = f.min_open;
+    s.max_open = f.max_open;
+    s.choices = f.choices;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<std::string> objective_names() {
+  std::vector<std::string> out;
+  for (const ObjectiveInfo& o : objective_registry()) out.push_back(o.name);
   return out;
 }
 
@@ -289,7 +322,7 @@ void write_distillation(const std::string& data_file, const std::string& out, do
 
 ClassifyResult Model::classify(const std::string& data_file, const ClassifyOptions& c) {
   return guarded([&] {
-    const Tokenizer& tok = impl_->tok();
+    const peft::Tokenizer& tok = impl_->tok();
     const size_t n = c.patterns.size();
     if (n > 0 && c.verbalizer.empty()) fail("classify: PET patterns need a verbalizer");
     if (!c.pattern_adapters.empty() && c.pattern_adapters.size() != n)
@@ -348,8 +381,9 @@ ClassifyResult Model::classify(const std::string& data_file, const ClassifyOptio
         BatchBuilder data(pet.read(data_file, true), batching);
         members.push_back(pet.evaluate(data, own ? own->hooks() : impl_->hooks()));
       }
-      m = members[0];
-      if (n > 1) {  // the ensemble: the weighted mean of the members' class scores
+      // The ensemble: the weighted mean of the members' class scores. One pattern goes through it
+      // too, so that its metrics are computed from the scores as an ensemble's are.
+      {
         double total_weight = 0;
         std::vector<std::vector<double>> scores(members[0].scores.size(),
                                                 std::vector<double>(members[0].labels.size(), 0.0));
@@ -396,7 +430,7 @@ namespace {
 // The end tokens as transformers' generate() takes them (generation_config.json, else
 // config.json), the tokenizer's EOS, and the chat format's end of turn.
 std::vector<int32_t> stop_ids(const std::string& dir, const peft::Model& model,
-                              const Tokenizer& tok) {
+                              const peft::Tokenizer& tok) {
   std::vector<int32_t> out;
   const HFConfig& config = model.config();
   for (int64_t id : generation_eos_ids(dir, config.eos_token_ids, config.vocab_size))
@@ -406,7 +440,7 @@ std::vector<int32_t> stop_ids(const std::string& dir, const peft::Model& model,
   return out;
 }
 
-GenerateResult generate_from(const std::string& dir, peft::Model& model, const Tokenizer& tok,
+GenerateResult generate_from(const std::string& dir, peft::Model& model, const peft::Tokenizer& tok,
                              ModelHooks* hooks, const std::vector<int32_t>& ids,
                              const GenerateOptions& g, const TextCallback& on_text) {
   peft::GenerateOptions o;
@@ -455,7 +489,7 @@ GenerateResult Model::generate(const std::string& prompt, const GenerateOptions&
                                const TextCallback& on_text) {
   if (g.chat) return chat({{"user", prompt}}, g, on_text);
   return guarded([&] {
-    const Tokenizer& tok = impl_->tok();
+    const peft::Tokenizer& tok = impl_->tok();
     return generate_from(impl_->dir, *impl_->model, tok, impl_->hooks(), tok.encode(prompt, true),
                          g, on_text);
   });
@@ -464,7 +498,7 @@ GenerateResult Model::generate(const std::string& prompt, const GenerateOptions&
 GenerateResult Model::chat(const std::vector<ChatMessage>& messages, const GenerateOptions& g,
                            const TextCallback& on_text) {
   return guarded([&] {
-    const Tokenizer& tok = impl_->tok();
+    const peft::Tokenizer& tok = impl_->tok();
     std::vector<peft::ChatMessage> turns;
     for (const ChatMessage& m : messages) turns.push_back({m.role, m.content});
     return generate_from(impl_->dir, *impl_->model, tok, impl_->hooks(),

@@ -137,7 +137,7 @@ TrainResult run(Model::Impl& impl, const TrainOptions& a, const TrainCallbacks& 
   peft::Model& model = *impl.model;
   const std::string task = a.task.empty() ? default_objective(model) : a.task;
   const ObjectiveInfo* task_info = find_objective(task);
-  if (!task_info) fail("--task {}: expected one of {}", task, objective_names());
+  if (!task_info) fail("--task {}: expected one of {}", task, peft::objective_names());
   ObjectiveConfig objective_config;
   objective_config.patterns = a.patterns;
   objective_config.verbalizer = a.verbalizer;
@@ -184,6 +184,10 @@ TrainResult run(Model::Impl& impl, const TrainOptions& a, const TrainCallbacks& 
   std::unique_ptr<BatchBuilder> eval_data;
   if (!a.eval_data.empty())
     eval_data = std::make_unique<BatchBuilder>(std::move(eval_examples), eval_batching);
+  if (cb.on_data)
+    cb.on_data({.records = int64_t(train_records),
+                .rows = int64_t(train_data.num_examples()),
+                .truncated_records = train_data.truncated()});
 
   // Each rank draws its dropout masks from its own stream (rank 0's is a single process's).
   Rng init_rng(a.seed, 1), dropout_rng(a.seed, 2 + (uint64_t(dist::rank()) << 32));
