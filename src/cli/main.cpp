@@ -18,6 +18,7 @@
 #include "core/interrupt.h"
 #include "core/threads.h"
 #include "dist/comm.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 
@@ -176,7 +177,7 @@ int main(int argc, char** argv) {
     if (command != nullptr && config != args.end() && config + 1 != args.end()) {
       try {
         append_yaml_config(*(config + 1), *command, args);
-      } catch (const peft::Error& e) {
+      } catch (const peft::api::Error& e) {
         return usage_error(e.what());
       } catch (const std::exception& e) {  // yaml-cpp's conversions (a key that is a list, ...)
         return usage_error(*(config + 1) + ": " + e.what());
@@ -213,6 +214,9 @@ int main(int argc, char** argv) {
         peft::dist::finalize();
         return status;
       }
+  } catch (const peft::api::Interrupted& e) {  // a training run stopped by SIGINT / SIGTERM
+    std::fprintf(stderr, "peft: %s\n", e.what());
+    return 128 + e.signal();
   } catch (const peft::Interrupted& e) {
     std::fprintf(stderr, "peft: %s\n", e.what());
     return 128 + peft::interrupt_signal();

@@ -1,48 +1,17 @@
 #include "cli/setup.h"
 
+#include <fmt/format.h>
 #include <sys/resource.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 
-#include "io/files.h"
-#include "models/registry.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
-
-LoadedModel load_model_folder(const std::string& dir, const std::string& base_dtype) {
-  LoadedModel m;
-  LoadOptions opts;
-  if (!base_dtype.empty()) opts.base_dtype = dtype_from_name(base_dtype);
-  m.model = load_model(dir, opts);
-  const bool has_tokenizer =
-      file_exists(join_path(dir, "tokenizer.json")) || file_exists(join_path(dir, "vocab.json")) ||
-      file_exists(join_path(dir, "tokenizer.model")) || file_exists(join_path(dir, "vocab.txt"));
-  if (has_tokenizer) m.tokenizer = load_tokenizer(dir);
-  return m;
-}
-
-std::unique_ptr<MethodSet> attach_adapter_folders(Model& model,
-                                                  const std::vector<std::string>& dirs) {
-  if (dirs.empty()) return nullptr;
-  auto set = std::make_unique<MethodSet>(model);
-  set->attach_folders(dirs);
-  return set;
-}
-
-std::string folder_name(const std::string& dir) {
-  std::filesystem::path p(dir);
-  while (!p.empty() && !p.has_filename() && p.has_parent_path() && p != p.root_path())
-    p = p.parent_path();  // "a/b/" -> "a/b"
-  std::string name = p.filename().string();
-  if (name.empty() || name == ".")
-    name = std::filesystem::absolute(p).lexically_normal().parent_path().filename().string();
-  return name.empty() ? dir : name;
-}
 
 double peak_rss_mb() {
   // VmHWM belongs to this program's address space; getrusage's ru_maxrss survives exec and would
@@ -55,34 +24,29 @@ double peak_rss_mb() {
   return double(u.ru_maxrss) / 1024.0;  // KiB on Linux
 }
 
-void copy_tokenizer_files(const std::string& from_dir, const std::string& to_dir) {
-  for (const char* f :
-       {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "tokenizer.model",
-        "vocab.txt", "special_tokens_map.json", "generation_config.json"})
-    if (file_exists(join_path(from_dir, f)))
-      write_file_atomic(join_path(to_dir, f), read_text_file(join_path(from_dir, f)));
-}
-
 void append_yaml_config(const std::string& path, const CLI::App& app,
                         std::vector<std::string>& args) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {
-    fail("{}: cannot read the run config", path);
+    throw api::Error(fmt::format("{}: cannot read the run config", path));
   } catch (const YAML::Exception& e) {
-    fail("{}: invalid YAML: {}", path, e.what());
+    throw api::Error(fmt::format("{}: invalid YAML: {}", path, e.what()));
   }
-  if (!root.IsMap()) fail("{}: a run config must be a map of flag names to values", path);
+  if (!root.IsMap())
+    throw api::Error(fmt::format("{}: a run config must be a map of flag names to values", path));
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     const std::string flag = "--" + key;
-    if (key == "config") fail("{}: \"config\" cannot be set from a run config", path);
+    if (key == "config")
+      throw api::Error(fmt::format("{}: \"config\" cannot be set from a run config", path));
     const CLI::Option* opt = nullptr;
     try {
       opt = app.get_option(flag);
     } catch (const CLI::OptionNotFound&) {
-      fail("{}: unknown setting \"{}\" (every key must be a flag of this command)", path, key);
+      throw api::Error(fmt::format(
+          "{}: unknown setting \"{}\" (every key must be a flag of this command)", path, key));
     }
     if (std::find(args.begin(), args.end(), flag) != args.end()) continue;  // the command line wins
     const YAML::Node& v = kv.second;
@@ -97,13 +61,14 @@ void append_yaml_config(const std::string& path, const CLI::App& app,
         if (s == "true" || s == "True" || s == "yes")
           args.push_back(flag);
         else if (s != "false" && s != "False" && s != "no")
-          fail("{}: \"{}\" is a switch; expected true or false, found \"{}\"", path, key, s);
+          throw api::Error(fmt::format(
+              "{}: \"{}\" is a switch; expected true or false, found \"{}\"", path, key, s));
       } else {
         args.push_back(flag);
         args.push_back(s);
       }
     } else {
-      fail("{}: \"{}\" must be a value or a list", path, key);
+      throw api::Error(fmt::format("{}: \"{}\" must be a value or a list", path, key));
     }
   }
 }
