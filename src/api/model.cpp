@@ -8,42 +8,30 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "api/impl.h"
 #include "infer/generate.h"
+#include "infer/stop_tokens.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "models/evaluate.h"
 #include "models/registry.h"
 #include "objectives/objective.h"
 #include "objectives/pet.h"
+#include "objectives/seq_cls.h"
 #include "peft/gguf_export.h"
 #include "peft/method.h"
-#include "peft/peft.hpp"
 #include "tokenizer/tokenizer.h"
 #include "train/data.h"
-#include "train/trainer.h"
 
 namespace peft::api {
 
 namespace {
 
-template <typename F>
-auto guarded(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const api::Error&) {
-    throw;
-  } catch (const std::bad_alloc&) {
-    throw api::Error("out of memory");
-  } catch (const std::exception& e) {
-    throw api::Error(e.what());
-  }
-}
-
 // Holds back a trailing incomplete UTF-8 sequence (decoded as U+FFFD) until it completes; the
 // pieces add up to the decoded text.
 class TextStream {
  public:
-  explicit TextStream(const Tokenizer& tok) : tok_(tok) {}
+  explicit TextStream(const peft::Tokenizer& tok) : tok_(tok) {}
   // The new complete text after adding `id` ("" while a character is incomplete).
   std::string add(int32_t id) {
     ids_.push_back(id);
@@ -63,7 +51,7 @@ class TextStream {
   std::string text() const { return tok_.decode(ids_, true); }
 
  private:
-  const Tokenizer& tok_;
+  const peft::Tokenizer& tok_;
   std::vector<int32_t> ids_;
   size_t emitted_ = 0;
 };
@@ -80,19 +68,38 @@ std::vector<std::string> method_names() {
   return out;
 }
 
-struct Model::Impl {
-  std::string dir;
-  std::unique_ptr<peft::Model> model;
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::unique_ptr<MethodSet> methods;
-  std::vector<std::string> adapter_dirs;  // where the attached adapters came from ("" = fresh)
+// MethodSetting::Type mirrors MethodFlag::Type, so that one converts to the other by value.
+static_assert(int(MethodSetting::Type::Int) == int(MethodFlag::Type::Int) &&
+              int(MethodSetting::Type::Float) == int(MethodFlag::Type::Float) &&
+              int(MethodSetting::Type::Bool) == int(MethodFlag::Type::Bool) &&
+              int(MethodSetting::Type::String) == int(MethodFlag::Type::String) &&
+              int(MethodSetting::Type::IntList) == int(MethodFlag::Type::IntList) &&
+              int(MethodSetting::Type::Json) == int(MethodFlag::Type::Json) &&
+              int(MethodSetting::Type::Custom) == int(MethodFlag::Type::Custom));
 
-  const Tokenizer& tok() const {
-    if (!tokenizer) fail("{}: this needs the model's tokenizer files", dir);
-    return *tokenizer;
+std::vector<MethodSetting> method_settings() {
+  std::vector<MethodSetting> out;
+  for (const MethodFlag& f : all_method_flags()) {
+    MethodSetting s;
+    s.name = f.name;
+    s.type = MethodSetting::Type(int(f.type));  // the same enumerators, in the same order
+    s.help = f.help;
+    s.group = f.group;
+    s.min = f.min;
+    s.max = f.max;
+    s.min_open = f.min_open;
+    s.max_open = f.max_open;
+    s.choices = f.choices;
+    out.push_back(std::move(s));
   }
-  ModelHooks* hooks() const { return methods ? methods->hooks() : nullptr; }
-};
+  return out;
+}
+
+std::vector<std::string> objective_names() {
+  std::vector<std::string> out;
+  for (const ObjectiveInfo& o : objective_registry()) out.push_back(o.name);
+  return out;
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -127,6 +134,7 @@ ModelInfo Model::info() const {
   i.num_kv_heads = c.num_key_value_heads;
   i.causal_lm = impl_->model->is_causal_lm();
   i.has_tokenizer = impl_->tokenizer != nullptr;
+  i.sequence_classes = seq_cls_folder_labels(c, impl_->dir);
   return i;
 }
 
@@ -202,100 +210,50 @@ std::vector<AdapterInfo> Model::adapters() const {
   return out;
 }
 
-TrainResult Model::train(const TrainOptions& a, const StepCallback& on_step) {
-  return guarded([&] {
-    if (!impl_->methods) fail("train: no adapter is attached (create_adapter or load_adapters)");
-    peft::Model& model = *impl_->model;
-    const std::string task = a.task.empty() ? default_objective(model) : a.task;
-    const ObjectiveInfo* task_info = find_objective(task);
-    if (!task_info) fail("task \"{}\": expected one of {}", task, objective_names());
-    ObjectiveConfig objective_config;
-    if (!a.pattern.empty()) objective_config.patterns = {a.pattern};
-    objective_config.verbalizer = a.verbalizer;
-    objective_config.seed = a.seed;
-    objective_config.max_len = a.max_len;
-    std::unique_ptr<Objective> objective =
-        task_info->create({&model, impl_->tokenizer.get(), impl_->dir}, objective_config);
-    ParamStore probe;  // an objective with parameters of its own (seq-cls's head)
-    objective->declare(probe);
-    if (!probe.entries().empty())
-      fail("task \"{}\" trains parameters beside the adapter; use `peft train --task {}`", task,
-           task);
-    BatchingOptions batching;
-    batching.batch_size = a.batch_size;
-    batching.max_len = a.max_len;
-    batching.packing = a.packing;
-    batching.shuffle = a.shuffle;
-    batching.shifted = objective->shifted();
-    batching.pad_id =
-        impl_->tokenizer && impl_->tokenizer->pad_id() >= 0 ? impl_->tokenizer->pad_id() : 0;
-    BatchBuilder train_data(objective->read(a.data, false), batching);
-    std::unique_ptr<BatchBuilder> eval_data;
-    if (!a.eval_data.empty()) {
-      BatchingOptions eb = batching;
-      eb.shuffle = false;
-      eb.packing = false;
-      eval_data = std::make_unique<BatchBuilder>(objective->read(a.eval_data, true), eb);
-    }
-    if (!a.out_dir.empty()) std::filesystem::create_directories(a.out_dir);
-    Rng dropout_rng(a.seed, 2);
-    ModelHooks* hooks = impl_->hooks();
-    Method& method = *impl_->methods->methods().front();
-    // The trainer says per batch whether it trains (dropout on) or evaluates; evaluation and
-    // generation after training build their own contexts (training off).
-    LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
-      return objective->loss(b, normaliser,
-                             {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
-    };
-    TrainerOptions o;
-    o.epochs = a.epochs;
-    o.max_steps = a.max_steps;
-    o.grad_accum = a.grad_accum;
-    o.lr = a.lr;
-    o.warmup_steps = a.warmup_steps;
-    o.schedule = schedule_from_name(a.scheduler);
-    o.adamw.weight_decay = a.weight_decay;
-    o.clip_grad = a.clip_grad;
-    o.seed = a.seed;
-    o.eval_every = a.eval_every;
-    o.save_every = a.save_every;
-    o.log_every = a.out_dir.empty() ? 0 : a.log_every;
-    o.out_dir = a.out_dir;
-    o.plot_title =
-        fmt::format("{} fine-tune of {}", adapters().front().method, model.config().model_type);
-    if (on_step)
-      o.on_step = [&](const StepReport& r) {
-        StepInfo s{r.step, r.total_steps, r.epoch,        r.loss,
-                   r.lr,   r.grad_norm,   r.tokens_per_s, r.eval_loss};
-        return on_step(s);
-      };
-    Trainer trainer(
-        impl_->methods->params(), train_data, eval_data.get(), loss,
-        [&](const std::string& dir) { method.save(dir); }, o);
-    trainer.track_rng(&dropout_rng);
-    if (!a.resume.empty()) trainer.resume_from(a.resume);
-    const peft::TrainResult r = trainer.train();
-    if (!a.out_dir.empty()) method.save(a.out_dir);
-    TrainResult out;
-    out.steps = r.steps;
-    out.final_loss = r.final_loss;
-    out.eval_loss = r.eval_loss;
-    out.trainable_params = impl_->methods->trainable_count();
-    out.tokens_per_s = r.tokens_per_s;
-    out.seconds = r.seconds;
-    out.cancelled = r.stopped;
-    return out;
-  });
+EvalResult Model::evaluate(const std::string& data_file, int64_t batch_size) {
+  EvalOptions o;
+  o.batch_size = batch_size;
+  return evaluate(data_file, o);
 }
 
-EvalResult Model::evaluate(const std::string& data_file, int64_t batch_size) {
+EvalResult Model::evaluate(const std::string& data_file, const EvalOptions& options) {
   return guarded([&] {
+    peft::Model& model = *impl_->model;
+    if (!options.pattern.empty()) {  // classification records scored as PET does
+      ObjectiveConfig config;
+      config.verbalizer = options.verbalizer;
+      PetObjective pet({impl_->model.get(), &impl_->tok(), impl_->dir}, config, options.pattern);
+      BatchingOptions batching;
+      batching.shuffle = false;
+      batching.shifted = false;
+      batching.pad_id = impl_->pad_id();
+      const BatchBuilder data(pet.read(data_file, true), batching);
+      const EvalMetrics m = pet.evaluate(data, impl_->hooks());
+      if (m.count == 0) fail("{}: no labelled record to score", data_file);
+      EvalResult r;
+      r.loss = m.loss;
+      r.ppl = std::exp(m.loss);
+      r.tokens = m.count;
+      r.records = int64_t(m.scores.size());
+      r.accuracy = m.accuracy;
+      r.macro_f1 = macro_f1(m.confusion);
+      return r;
+    }
+    std::vector<Example> examples =
+        read_training_records(data_file, impl_->tokenizer.get(), model.config().vocab_size);
+    check_records_usable(examples, data_file, model.is_causal_lm(),
+                         model.config().max_position_embeddings);
     std::vector<TokenRecord> records;
-    for (Example& e : read_training_records(data_file, impl_->tokenizer.get(),
-                                            impl_->model->config().vocab_size))
+    for (Example& e : examples)
       records.push_back({std::move(e.input_ids), std::move(e.labels), std::move(e.token_type_ids)});
-    const peft::EvalResult r = evaluate_records(*impl_->model, records, batch_size, impl_->hooks());
-    return EvalResult{r.loss, r.ppl, r.tokens, r.token_accuracy, int64_t(records.size())};
+    const peft::EvalResult r = evaluate_records(model, records, options.batch_size, impl_->hooks());
+    EvalResult out;
+    out.loss = r.loss;
+    out.ppl = r.ppl;
+    out.tokens = r.tokens;
+    out.token_accuracy = r.token_accuracy;
+    out.records = int64_t(records.size());
+    return out;
   });
 }
 
@@ -313,83 +271,238 @@ std::vector<float> Model::logits(const std::vector<int32_t>& ids) {
   });
 }
 
+namespace {
+
+// The class names of a seq-cls adapter folder (id2label in adapter_config.json), or an error
+// saying what classify needs.
+std::vector<std::string> seq_cls_labels(const std::string& dir) {
+  const nlohmann::json config = read_json_file(join_path(dir, "adapter_config.json"));
+  if (config.value("task_type", "") != "SEQ_CLS" || !config.contains("id2label") ||
+      !config["id2label"].is_object())
+    fail(
+        "{}: not a sequence-classification adapter (adapter_config.json has no task_type "
+        "SEQ_CLS with id2label); for PET give --pattern and --verbalizer",
+        dir);
+  const nlohmann::json& id2label = config["id2label"];
+  std::vector<std::string> labels(id2label.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const std::string key = std::to_string(i);
+    if (!id2label.contains(key) || !id2label[key].is_string())
+      fail("{}: adapter_config.json id2label has no string for class {}", dir, key);
+    labels[i] = id2label[key].get<std::string>();
+  }
+  return labels;
+}
+
+// Distillation data (PET / iPET): every record of `data_file` with the distribution at
+// temperature T, q = softmax(s / T), as "soft_labels" (objectives/classification.h trains on it).
+void write_distillation(const std::string& data_file, const std::string& out, double T,
+                        const EvalMetrics& m) {
+  const std::vector<ClassRecord> records = read_class_records(data_file);
+  PEFT_CHECK(records.size() == m.scores.size(), "distillation: {} records, {} scores",
+             records.size(), m.scores.size());
+  std::string text;
+  for (size_t r = 0; r < records.size(); ++r) {
+    const std::vector<double>& s = m.scores[r];
+    const double top = *std::max_element(s.begin(), s.end()) / T;
+    double z = 0;
+    for (double v : s) z += std::exp(v / T - top);
+    nlohmann::ordered_json line;
+    line["text"] = records[r].text;
+    if (!records[r].text_b.empty()) line["text_b"] = records[r].text_b;
+    nlohmann::ordered_json soft;
+    for (size_t k = 0; k < s.size(); ++k) soft[m.labels[k]] = std::exp(s[k] / T - top) / z;
+    line["soft_labels"] = soft;
+    text += line.dump() + "\n";
+  }
+  write_file_atomic(out, text);
+}
+
+}  // namespace
+
 ClassifyResult Model::classify(const std::string& data_file, const ClassifyOptions& c) {
   return guarded([&] {
-    const Tokenizer& tok = impl_->tok();
-    ObjectiveConfig config;
-    config.verbalizer = c.verbalizer;
-    config.max_len = c.max_len;
-    PetObjective pet({impl_->model.get(), &tok, impl_->dir}, config, c.pattern);
+    const peft::Tokenizer& tok = impl_->tok();
+    const size_t n = c.patterns.size();
+    if (n > 0 && c.verbalizer.empty()) fail("classify: PET patterns need a verbalizer");
+    if (!c.pattern_adapters.empty() && c.pattern_adapters.size() != n)
+      fail("classify: {} pattern adapters for {} patterns", c.pattern_adapters.size(), n);
+    if (!c.pattern_weights.empty() && c.pattern_weights.size() != n)
+      fail("classify: {} pattern weights for {} patterns", c.pattern_weights.size(), n);
+    const ObjectiveContext context{impl_->model.get(), &tok, impl_->dir};
     BatchingOptions batching;
     batching.shuffle = false;
     batching.max_len = c.max_len;
     batching.shifted = false;
-    batching.pad_id = tok.pad_id() >= 0 ? tok.pad_id() : 0;
-    BatchBuilder data(pet.read(data_file, true), batching);
-    const EvalMetrics m = pet.evaluate(data, impl_->hooks());
+    batching.pad_id = impl_->pad_id();
+    ObjectiveConfig config;
+    config.verbalizer = c.verbalizer;
+    config.max_len = c.max_len;
+    EvalMetrics m;
+    std::vector<EvalMetrics> members;
+    if (n == 0) {  // a sequence-classification head: the adapter folder's, else the model's
+      if (impl_->adapter_dirs.size() > 1 ||
+          (impl_->adapter_dirs.empty() &&
+           seq_cls_folder_labels(impl_->model->config(), impl_->dir).empty()))
+        fail(
+            "classify needs PET patterns and a verbalizer, one sequence-classification adapter "
+            "folder attached, or a *ForSequenceClassification model folder");
+      // The head lives in the adapter folder (a stacked run's: its first method's).
+      std::string head_dir;
+      if (!impl_->adapter_dirs.empty()) {
+        if (impl_->adapter_dirs[0].empty())
+          fail(
+              "classify: the attached adapter is fresh; a sequence-classification head is read "
+              "from a trained adapter folder");
+        head_dir = adapter_folders(impl_->adapter_dirs[0]).front();
+        config.labels = seq_cls_labels(head_dir);
+      }
+      config.verbalizer.clear();
+      std::unique_ptr<Objective> head = make_seq_cls_objective(context, config);
+      ParamStore params;
+      head->declare(params);
+      params.allocate();
+      if (head_dir.empty()) {
+        Rng unused(0, 0);
+        head->initialize(params, unused);  // the folder's head
+      } else {
+        head->load(params, head_dir);
+      }
+      BatchBuilder data(head->read(data_file, true), batching);
+      m = head->evaluate(data, impl_->hooks());
+    } else {
+      for (size_t i = 0; i < n; ++i) {
+        std::unique_ptr<MethodSet> own;  // this pattern's adapter, in place of the attached ones
+        if (!c.pattern_adapters.empty()) {
+          own = std::make_unique<MethodSet>(*impl_->model);
+          own->attach_folders({c.pattern_adapters[i]});
+        }
+        PetObjective pet(context, config, c.patterns[i]);
+        BatchBuilder data(pet.read(data_file, true), batching);
+        members.push_back(pet.evaluate(data, own ? own->hooks() : impl_->hooks()));
+      }
+      // The ensemble: the weighted mean of the members' class scores. One pattern goes through it
+      // too, so that its metrics are computed from the scores as an ensemble's are.
+      {
+        double total_weight = 0;
+        std::vector<std::vector<double>> scores(members[0].scores.size(),
+                                                std::vector<double>(members[0].labels.size(), 0.0));
+        for (size_t i = 0; i < n; ++i) {
+          const double w = c.pattern_weights.empty() ? 1.0 : c.pattern_weights[i];
+          total_weight += w;
+          for (size_t r = 0; r < scores.size(); ++r)
+            for (size_t k = 0; k < scores[r].size(); ++k)
+              scores[r][k] += w * members[i].scores[r][k];
+        }
+        if (!(total_weight > 0)) fail("--pattern-weights must sum to a positive number");
+        for (auto& row : scores)
+          for (double& v : row) v /= total_weight;
+        m = classification_metrics(members[0].labels, scores, members[0].targets);
+      }
+    }
+    if (!c.distill_out.empty())
+      write_distillation(data_file, c.distill_out, c.distill_temperature, m);
     ClassifyResult out;
     out.labels = m.labels;
+    out.scores = m.scores;
     out.probabilities = m.probabilities;
-    for (const std::vector<double>& p : m.probabilities)
-      out.predictions.push_back(m.labels[size_t(std::max_element(p.begin(), p.end()) - p.begin())]);
+    for (const std::vector<double>& p : m.probabilities) {
+      size_t best = 0;  // the first of equal maxima
+      for (size_t k = 0; k < p.size(); ++k)
+        if (p[k] > p[best]) best = k;
+      out.predictions.push_back(m.labels[best]);
+    }
+    out.labelled = m.count;
     if (m.count > 0) {
       out.accuracy = m.accuracy;
       out.macro_f1 = macro_f1(m.confusion);
+      out.loss = m.loss;
+      out.confusion = m.confusion;
+      if (n > 1)
+        for (const EvalMetrics& e : members) out.pattern_accuracies.push_back(e.accuracy);
     }
     return out;
   });
 }
 
+namespace {
+
+// The end tokens as transformers' generate() takes them (generation_config.json, else
+// config.json), the tokenizer's EOS, and the chat format's end of turn.
+std::vector<int32_t> stop_ids(const std::string& dir, const peft::Model& model,
+                              const peft::Tokenizer& tok) {
+  std::vector<int32_t> out;
+  const HFConfig& config = model.config();
+  for (int64_t id : generation_eos_ids(dir, config.eos_token_ids, config.vocab_size))
+    out.push_back(int32_t(id));
+  if (tok.eos_id() >= 0) out.push_back(tok.eos_id());
+  if (tok.chat().turn_end >= 0) out.push_back(tok.chat().turn_end);
+  return out;
+}
+
+GenerateResult generate_from(const std::string& dir, peft::Model& model, const peft::Tokenizer& tok,
+                             ModelHooks* hooks, const std::vector<int32_t>& ids,
+                             const GenerateOptions& g, const TextCallback& on_text) {
+  peft::GenerateOptions o;
+  o.max_new_tokens = g.max_new_tokens;
+  o.seed = g.seed;
+  o.sampling.greedy = g.greedy;
+  o.sampling.temperature = g.temperature;
+  o.sampling.top_k = g.top_k;
+  o.sampling.top_p = g.top_p;
+  o.sampling.repetition_penalty = g.repetition_penalty;
+  o.stop_ids = stop_ids(dir, model, tok);
+  TextStream stream(tok);
+  // The callback's "stop" unwinds the library's generation loop (RAII throughout) by this
+  // private exception; the tokens chosen so far are kept.
+  struct Stop {};
+  std::vector<int32_t> new_ids;
+  bool cancelled = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  peft::GenerateResult r;
+  try {
+    r = peft::generate(model, ids, o, hooks, [&](int32_t id) {
+      new_ids.push_back(id);
+      const std::string piece = stream.add(id);
+      if (on_text && !piece.empty() && !on_text(piece)) throw Stop{};
+    });
+  } catch (const Stop&) {
+    cancelled = true;
+    r.ids = new_ids;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  const std::string rest = stream.flush();  // so that the pieces add up to the text
+  if (on_text && !cancelled && !rest.empty()) on_text(rest);
+  GenerateResult out;
+  out.ids = r.ids;
+  out.text = stream.text();
+  out.stopped = r.stopped && !cancelled;
+  out.tokens_per_s =
+      r.seconds > 0 ? double(r.ids.size() > 1 ? r.ids.size() - 1 : 0) / r.seconds : 0.0;
+  out.prompt_tokens = int64_t(ids.size());
+  return out;
+}
+
+}  // namespace
+
 GenerateResult Model::generate(const std::string& prompt, const GenerateOptions& g,
                                const TextCallback& on_text) {
+  if (g.chat) return chat({{"user", prompt}}, g, on_text);
   return guarded([&] {
-    const Tokenizer& tok = impl_->tok();
-    peft::GenerateOptions o;
-    o.max_new_tokens = g.max_new_tokens;
-    o.seed = g.seed;
-    o.sampling.greedy = g.greedy;
-    o.sampling.temperature = g.temperature;
-    o.sampling.top_k = g.top_k;
-    o.sampling.top_p = g.top_p;
-    o.sampling.repetition_penalty = g.repetition_penalty;
-    for (int64_t id : impl_->model->config().eos_token_ids) o.stop_ids.push_back(int32_t(id));
-    if (tok.eos_id() >= 0) o.stop_ids.push_back(tok.eos_id());
-    if (tok.chat().turn_end >= 0) o.stop_ids.push_back(tok.chat().turn_end);
-    std::vector<int32_t> ids;
-    if (g.chat) {
-      std::vector<ChatMessage> turn{{"user", prompt}};
-      ids = tok.render_chat(turn, true).ids;
-    } else {
-      ids = tok.encode(prompt, true);
-    }
-    TextStream stream(tok);
-    // The callback's "stop" unwinds the library's generation loop (RAII throughout) by this
-    // private exception; the tokens chosen so far are kept.
-    struct Stop {};
-    std::vector<int32_t> new_ids;
-    bool cancelled = false;
-    const auto t0 = std::chrono::steady_clock::now();
-    peft::GenerateResult r;
-    try {
-      r = peft::generate(*impl_->model, ids, o, impl_->hooks(), [&](int32_t id) {
-        new_ids.push_back(id);
-        const std::string piece = stream.add(id);
-        if (on_text && !piece.empty() && !on_text(piece)) throw Stop{};
-      });
-    } catch (const Stop&) {
-      cancelled = true;
-      r.ids = new_ids;
-      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
-    const std::string rest = stream.flush();  // so that the pieces add up to the text
-    if (on_text && !cancelled && !rest.empty()) on_text(rest);
-    GenerateResult out;
-    out.ids = r.ids;
-    out.text = stream.text();
-    out.stopped = r.stopped && !cancelled;
-    out.tokens_per_s =
-        r.seconds > 0 ? double(r.ids.size() > 1 ? r.ids.size() - 1 : 0) / r.seconds : 0.0;
-    return out;
+    const peft::Tokenizer& tok = impl_->tok();
+    return generate_from(impl_->dir, *impl_->model, tok, impl_->hooks(), tok.encode(prompt, true),
+                         g, on_text);
+  });
+}
+
+GenerateResult Model::chat(const std::vector<ChatMessage>& messages, const GenerateOptions& g,
+                           const TextCallback& on_text) {
+  return guarded([&] {
+    const peft::Tokenizer& tok = impl_->tok();
+    std::vector<peft::ChatMessage> turns;
+    for (const ChatMessage& m : messages) turns.push_back({m.role, m.content});
+    return generate_from(impl_->dir, *impl_->model, tok, impl_->hooks(),
+                         tok.render_chat(turns, true).ids, g, on_text);
   });
 }
 

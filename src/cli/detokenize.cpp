@@ -2,14 +2,13 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
-#include <memory>
 #include <string>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "core/error.h"
-#include "tokenizer/tokenizer.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 namespace {
@@ -55,12 +54,12 @@ Runner setup_detokenize(CLI::App& app) {
                    bad.c_str());
       return 2;
     }
-    const std::unique_ptr<Tokenizer> tok = load_tokenizer(a->model);
+    const api::Tokenizer tok = api::Tokenizer::load(a->model);
     for (int32_t id : ids)
-      if (id >= tok->vocab_size() || tok->id_to_token(id).empty())
-        fail("--ids: token id {} is not in the vocabulary of {} ({} ids)", id, a->model,
-             tok->vocab_size());
-    const std::string text = tok->decode(ids, a->skip_special);
+      if (id >= tok.vocab_size() || tok.id_to_token(id).empty())
+        throw api::Error(fmt::format("--ids: token id {} is not in the vocabulary of {} ({} ids)",
+                                     id, a->model, tok.vocab_size()));
+    const std::string text = tok.decode(ids, a->skip_special);
     if (a->json)
       std::printf("%s\n", nlohmann::json{{"text", text}}.dump().c_str());
     else

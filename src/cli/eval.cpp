@@ -5,7 +5,6 @@
 // --pattern / --verbalizer are scored as PET does (objectives/pet.h): the loss is the mean
 // cross-entropy over the class scores, with accuracy and macro-F1.
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -13,9 +12,7 @@
 #include "cli/command.h"
 #include "cli/setup.h"
 #include "cli/validate.h"
-#include "models/evaluate.h"
-#include "objectives/pet.h"
-#include "train/data.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 namespace {
@@ -29,33 +26,25 @@ struct EvalArgs {
 
 // Classification records under a PET pattern: {"loss", "ppl", "tokens" (= scored records),
 // "accuracy", "macro_f1", "records"}.
-int run_eval_pet(const EvalArgs& a, const LoadedModel& loaded, MethodSet* methods) {
-  if (a.verbalizer.empty()) fail("--pattern needs --verbalizer");
-  if (!loaded.tokenizer) fail("{}: --pattern needs the model folder's tokenizer", a.model);
-  ObjectiveConfig config;
-  config.verbalizer = a.verbalizer;
-  PetObjective pet({loaded.model.get(), loaded.tokenizer.get(), a.model}, config, a.pattern);
-  BatchingOptions batching;
-  batching.shuffle = false;
-  batching.shifted = false;
-  batching.pad_id = loaded.tokenizer->pad_id() >= 0 ? loaded.tokenizer->pad_id() : 0;
-  const BatchBuilder data(pet.read(a.data, true), batching);
-  const EvalMetrics m = pet.evaluate(data, methods ? methods->hooks() : nullptr);
-  if (m.count == 0) fail("{}: no labelled record to score", a.data);
-  const double f1 = macro_f1(m.confusion);
+int run_eval_pet(const EvalArgs& a, api::Model& model) {
+  if (a.verbalizer.empty()) throw api::Error("--pattern needs --verbalizer");
+  if (!model.info().has_tokenizer)
+    throw api::Error(a.model + ": --pattern needs the model folder's tokenizer");
+  const api::EvalResult r = model.evaluate(
+      a.data, {.batch_size = a.batch_size, .pattern = a.pattern, .verbalizer = a.verbalizer});
   if (a.json) {
     nlohmann::ordered_json out;
-    out["loss"] = m.loss;
-    out["ppl"] = std::exp(m.loss);
-    out["tokens"] = m.count;
-    out["accuracy"] = m.accuracy;
-    out["macro_f1"] = f1;
-    out["records"] = m.scores.size();
+    out["loss"] = r.loss;
+    out["ppl"] = r.ppl;
+    out["tokens"] = r.tokens;
+    out["accuracy"] = *r.accuracy;
+    out["macro_f1"] = *r.macro_f1;
+    out["records"] = r.records;
     out["peak_rss_mb"] = peak_rss_mb();
     std::printf("%s\n", out.dump().c_str());
   } else {
-    std::printf("loss %.6f  accuracy %.4f  macro-F1 %.4f  records %lld\n", m.loss, m.accuracy, f1,
-                static_cast<long long>(m.count));
+    std::printf("loss %.6f  accuracy %.4f  macro-F1 %.4f  records %lld\n", r.loss, *r.accuracy,
+                *r.macro_f1, static_cast<long long>(r.tokens));
   }
   return 0;
 }
@@ -63,36 +52,30 @@ int run_eval_pet(const EvalArgs& a, const LoadedModel& loaded, MethodSet* method
 int run_eval(const EvalArgs& a) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  LoadedModel loaded = load_model_folder(a.model, a.base_dtype);
-  Model& model = *loaded.model;
-  std::unique_ptr<MethodSet> methods = attach_adapter_folders(model, a.adapters);
+  api::Model model = api::Model::load(a.model, {.base_dtype = a.base_dtype});
+  model.load_adapters(a.adapters);
   if (!a.pattern.empty() || !a.verbalizer.empty()) {
-    if (a.pattern.empty()) fail("--verbalizer needs --pattern");
-    return run_eval_pet(a, loaded, methods.get());
+    if (a.pattern.empty()) throw api::Error("--verbalizer needs --pattern");
+    return run_eval_pet(a, model);
   }
   const auto t1 = clock::now();
-  std::vector<TokenRecord> records;
-  std::vector<Example> examples =
-      read_training_records(a.data, loaded.tokenizer.get(), model.config().vocab_size);
-  check_records_usable(examples, a.data, model.is_causal_lm(),
-                       model.config().max_position_embeddings);
-  for (Example& e : examples)
-    records.push_back({std::move(e.input_ids), std::move(e.labels), std::move(e.token_type_ids)});
-  const EvalResult r =
-      evaluate_records(model, records, a.batch_size, methods ? methods->hooks() : nullptr);
+  api::EvalOptions options;
+  options.batch_size = a.batch_size;
+  const api::EvalResult r = model.evaluate(a.data, options);
   const auto t2 = clock::now();
   const double load_s = std::chrono::duration<double>(t1 - t0).count();
   const double eval_s = std::chrono::duration<double>(t2 - t1).count();
   if (stderr_is_terminal())
-    std::fprintf(stderr, "loaded %s in %.2f s; scored %zu records (%lld tokens) in %.2f s\n",
-                 a.model.c_str(), load_s, records.size(), static_cast<long long>(r.tokens), eval_s);
+    std::fprintf(stderr, "loaded %s in %.2f s; scored %lld records (%lld tokens) in %.2f s\n",
+                 a.model.c_str(), load_s, static_cast<long long>(r.records),
+                 static_cast<long long>(r.tokens), eval_s);
   if (a.json) {
     nlohmann::ordered_json out;
     out["loss"] = r.loss;
     out["ppl"] = r.ppl;
     out["tokens"] = r.tokens;
     out["token_accuracy"] = r.token_accuracy;
-    out["records"] = records.size();
+    out["records"] = r.records;
     out["load_seconds"] = load_s;
     out["eval_seconds"] = eval_s;
     out["peak_rss_mb"] = peak_rss_mb();

@@ -6,10 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/setup.h"
 #include "cli/validate.h"
-#include "infer/generate.h"
-#include "infer/stop_tokens.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 namespace {
@@ -24,78 +22,46 @@ struct GenerateArgs {
   bool sampling_flags = false;
 };
 
-// Prints the text of the new ids as they come, holding back an incomplete UTF-8 sequence.
-class Streamer {
- public:
-  Streamer(const Tokenizer& tok, bool enabled) : tok_(tok), enabled_(enabled) {}
-  void add(int32_t id) {
-    ids_.push_back(id);
-    const std::string text = tok_.decode(ids_, true);
-    if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0)
-      return;  // U+FFFD
-    if (enabled_ && text.size() > printed_) {
-      std::fwrite(text.data() + printed_, 1, text.size() - printed_, stdout);
-      std::fflush(stdout);
-    }
-    printed_ = std::max(printed_, text.size());
-  }
-  std::string text() const { return tok_.decode(ids_, true); }
-
- private:
-  const Tokenizer& tok_;
-  bool enabled_;
-  std::vector<int32_t> ids_;
-  size_t printed_ = 0;
-};
-
 int run_generate(const GenerateArgs& a) {
-  if (a.prompt.empty() && !a.chat) fail("give --prompt TEXT, or --chat");
-  LoadedModel loaded = load_model_folder(a.model, a.base_dtype);
-  if (!loaded.tokenizer) fail("{}: generation needs the model's tokenizer files", a.model);
-  const Tokenizer& tok = *loaded.tokenizer;
-  std::unique_ptr<MethodSet> methods = attach_adapter_folders(*loaded.model, a.adapters);
+  if (a.prompt.empty() && !a.chat) throw api::Error("give --prompt TEXT, or --chat");
+  api::Model model = api::Model::load(a.model, {.base_dtype = a.base_dtype});
+  if (!model.info().has_tokenizer)
+    throw api::Error(a.model + ": generation needs the model's tokenizer files");
+  model.load_adapters(a.adapters);
 
-  GenerateOptions o;
+  api::GenerateOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.seed = a.seed;
-  o.sampling.greedy = a.greedy || !a.sampling_flags;
-  o.sampling.temperature = a.temperature;
-  o.sampling.top_k = a.top_k;
-  o.sampling.top_p = a.top_p;
-  o.sampling.repetition_penalty = a.repetition_penalty;
-  // The model's end tokens as transformers' generate() takes them (generation_config.json, else
-  // config.json), the tokenizer's EOS, and the chat format's end of turn.
-  const HFConfig& config = loaded.model->config();
-  for (int64_t id : generation_eos_ids(a.model, config.eos_token_ids, config.vocab_size))
-    o.stop_ids.push_back(int32_t(id));
-  if (tok.eos_id() >= 0) o.stop_ids.push_back(tok.eos_id());
-  if (tok.chat().turn_end >= 0) o.stop_ids.push_back(tok.chat().turn_end);
-
-  auto run_one = [&](const std::vector<int32_t>& prompt_ids) {
-    Streamer streamer(tok, !a.json);
-    GenerateResult r = generate(*loaded.model, prompt_ids, o, methods ? methods->hooks() : nullptr,
-                                [&](int32_t id) { streamer.add(id); });
-    if (!a.json) std::printf("\n");
-    return std::make_pair(r, streamer.text());
+  o.greedy = a.greedy || !a.sampling_flags;
+  o.temperature = a.temperature;
+  o.top_k = a.top_k;
+  o.top_p = a.top_p;
+  o.repetition_penalty = a.repetition_penalty;
+  // The text streams to stdout as it comes (complete characters only).
+  auto stream = [&](const std::string& piece) {
+    if (!a.json) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
   };
 
-  std::vector<ChatMessage> history;
+  std::vector<api::ChatMessage> history;
   nlohmann::ordered_json out;
   auto turn = [&](const std::string& user_text) {
-    std::vector<int32_t> ids;
+    api::GenerateResult r;
     if (a.chat) {
       history.push_back({"user", user_text});
-      ids = tok.render_chat(history, true).ids;
+      r = model.chat(history, o, stream);
+      history.push_back({"assistant", r.text});
     } else {
-      ids = tok.encode(user_text, true);
+      r = model.generate(user_text, o, stream);
     }
-    auto [r, text] = run_one(ids);
-    if (a.chat) history.push_back({"assistant", text});
-    out["text"] = text;
+    if (!a.json) std::printf("\n");
+    out["text"] = r.text;
     out["ids"] = r.ids;
-    out["tokens_per_s"] =
-        r.seconds > 0 ? double(r.ids.size() > 1 ? r.ids.size() - 1 : 0) / r.seconds : 0.0;
-    out["prompt_tokens"] = ids.size();
+    out["tokens_per_s"] = r.tokens_per_s;
+    out["prompt_tokens"] = r.prompt_tokens;
     out["stopped_at_end_token"] = r.stopped;
   };
   auto print_json = [&] {

@@ -4,11 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/folder_info.h"
-#include "cli/setup.h"
-#include "core/threads.h"
-#include "dist/comm.h"
-#include "kernels/gemm.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 namespace {
@@ -33,24 +29,16 @@ Runner setup_info(CLI::App& app) {
       }
       *dir = *model;
     }
-    if (!dir->empty() && !*system) return print_folder_info(*dir, *json);
-    nlohmann::ordered_json out;
-    out["threads"] = num_threads();
-    out["cores"] = num_cores();
-    out["openmp_wait"] = openmp_wait_setting();
-    out["gemm_backend"] = gemm_backend_name(gemm_backend());
-    out["gemm_bf16_path"] = bf16_path_name(gemm_bf16_path());
-    for (const auto& [key, value] : gemm_system_info()) out[key] = value;
-    // Data-parallel training (mpirun -np N peft train): the MPI library built in, if any.
-    const std::string mpi = dist::mpi_library();
-    out["mpi"] = mpi.empty() ? "not built in (one process only)" : mpi;
-    if (!mpi.empty()) out["mpi_ranks"] = dist::size();
+    // One JSON object: a folder's contents (no weights loaded), or the machine and kernels.
+    const nlohmann::ordered_json out = nlohmann::ordered_json::parse(
+        !dir->empty() && !*system ? api::folder_info_json(*dir) : api::system_info_json());
+    const int width = !dir->empty() && !*system ? 24 : 19;
     if (*json) {
       std::printf("%s\n", out.dump().c_str());
     } else {
       for (auto& [k, v] : out.items()) {
         const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-        std::printf("%-19s %s\n", k.c_str(), text.c_str());
+        std::printf("%-*s %s\n", width, k.c_str(), text.c_str());
       }
     }
     return 0;

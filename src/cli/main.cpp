@@ -16,8 +16,10 @@
 #include "cli/validate.h"
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "core/openmp_wait.h"
 #include "core/threads.h"
 #include "dist/comm.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 
@@ -127,7 +129,7 @@ void install_crash_handlers() {
 
 int main(int argc, char** argv) {
   using namespace peft::cli;
-  choose_openmp_wait(argv);
+  peft::choose_openmp_wait(argv);
   install_crash_handlers();
   CLI::App app{"parameter-efficient fine-tuning of language models, in C++", "peft"};
   app.formatter(make_help_formatter());
@@ -214,6 +216,9 @@ int main(int argc, char** argv) {
         peft::dist::finalize();
         return status;
       }
+  } catch (const peft::api::Interrupted& e) {  // a training run stopped by SIGINT / SIGTERM
+    std::fprintf(stderr, "peft: %s\n", e.what());
+    return 128 + e.signal();
   } catch (const peft::Interrupted& e) {
     std::fprintf(stderr, "peft: %s\n", e.what());
     return 128 + peft::interrupt_signal();

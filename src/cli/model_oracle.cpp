@@ -7,9 +7,9 @@
 #include "autograd/params.h"
 #include "autograd/tape.h"
 #include "cli/command.h"
-#include "cli/setup.h"
 #include "io/safetensors.h"
 #include "models/model.h"
+#include "peft/method.h"
 
 namespace peft::cli {
 namespace {
@@ -31,7 +31,11 @@ int run_oracle(const OracleArgs& a) {
   if (in.contains("token_type_ids")) batch.token_type_ids = in.get("token_type_ids").clone();
   Tensor labels = in.contains("labels") ? in.get("labels").clone() : batch.input_ids.clone();
 
-  std::unique_ptr<MethodSet> methods = attach_adapter_folders(*model, a.adapters);
+  std::unique_ptr<MethodSet> methods;
+  if (!a.adapters.empty()) {
+    methods = std::make_unique<MethodSet>(*model);
+    methods->attach_folders(a.adapters);
+  }
   ModelHooks* hooks = methods ? methods->hooks() : nullptr;
   // --grads: with adapters, the gradients of the adapters' parameters (the base stays frozen);
   // without, of every base weight (full fine-tuning).

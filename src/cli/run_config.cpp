@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/setup.h"
+#include "core/error.h"
 
 namespace peft::cli {
 

@@ -1,14 +1,11 @@
 // peft tokenize: token ids of a text exactly as the model folder's Hugging Face tokenizer gives.
 #include <cstdio>
-#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "core/error.h"
-#include "tokenizer/config.h"
-#include "tokenizer/tokenizer.h"
+#include "peft/peft.hpp"
 
 namespace peft::cli {
 namespace {
@@ -31,8 +28,8 @@ Runner setup_tokenize(CLI::App& app) {
                "tokenize each line on its own (without its \\n): one output line per input line; "
                "with --json, {\"ids\": [[...], ...]}");
   return [a, text]() {
-    const std::string input = text->count() ? a->text : tok::read_text_file(a->file);
-    const std::unique_ptr<Tokenizer> tok = load_tokenizer(a->model);
+    const std::string input = text->count() ? a->text : api::read_file(a->file);
+    const api::Tokenizer tok = api::Tokenizer::load(a->model);
     std::vector<std::string_view> texts;
     if (a->lines) {
       for (size_t at = 0; at < input.size();) {
@@ -46,7 +43,7 @@ Runner setup_tokenize(CLI::App& app) {
     }
     nlohmann::json all = nlohmann::json::array();
     for (std::string_view t : texts) {
-      const std::vector<int32_t> ids = tok->encode(t, !a->no_special);
+      const std::vector<int32_t> ids = tok.encode(std::string(t), !a->no_special);
       if (a->json) {
         all.push_back(ids);
         continue;

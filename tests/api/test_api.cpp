@@ -160,7 +160,7 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   }
   Model m = Model::load(model_dir());
   peft::api::ClassifyOptions c;
-  c.pattern = "{text} It was {mask}.";
+  c.patterns = {"{text} It was {mask}."};
   c.verbalizer = R"({"yes": "moo", "no": "grey"})";
   const peft::api::ClassifyResult r = m.classify(data, c);
   ASSERT_EQ(r.labels, (std::vector<std::string>{"yes", "no"}));
@@ -170,7 +170,7 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   m.create_adapter("lora", {{"r", "4"}});
   peft::api::TrainOptions t;
   t.task = "pet";
-  t.pattern = c.pattern;
+  t.patterns = c.patterns;
   t.verbalizer = c.verbalizer;
   t.data = data;
   t.max_steps = 30;
@@ -178,6 +178,155 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   t.shuffle = false;
   m.train(t);
   EXPECT_EQ(*m.classify(data, c).accuracy, 1.0);  // three records, learnt
+}
+
+// Three labelled classification records (PET and seq-cls read the same).
+std::string write_class_records(const std::string& path) {
+  std::ofstream f(path);
+  f << R"({"text": "a cow says moo", "label": "yes"})"
+    << "\n"
+    << R"({"text": "a cat is grey", "label": "no"})"
+    << "\n"
+    << R"({"text": "the dog", "label": "yes"})"
+    << "\n";
+  return path;
+}
+
+size_t count_lines(const std::string& path) {
+  std::ifstream f(path);
+  size_t n = 0;
+  for (std::string line; std::getline(f, line);) n += !line.empty();
+  return n;
+}
+
+TEST_F(Api, FullFineTuningWritesAModelFolderThatLoads) {
+  peft::api::TrainOptions t;
+  t.method = "full";
+  t.data = data();
+  t.max_steps = 2;
+  t.lr = 1e-3f;
+  t.out_dir = out("full");
+  peft::api::TrainCallbacks cb;
+  int64_t records = 0, steps = 0;
+  peft::api::TrainStart start;
+  cb.on_data = [&](const peft::api::TrainData& d) { records = d.records; };
+  cb.on_start = [&](const peft::api::TrainStart& s) { start = s; };
+  cb.on_step = [&](const peft::api::StepInfo&) { return ++steps > 0; };
+  const peft::api::TrainResult r = peft::api::train(model_dir(), t, cb);
+  EXPECT_GT(records, 0);
+  EXPECT_EQ(start.records, records);
+  EXPECT_EQ(start.method, "full");
+  EXPECT_EQ(start.trainable_params, start.model_params);  // every weight
+  EXPECT_EQ(steps, 2);
+  EXPECT_EQ(r.method, "full");
+  EXPECT_EQ(r.written, "config.json + model.safetensors");
+  EXPECT_TRUE(fs::exists(fs::path(t.out_dir) / "metrics.jsonl"));
+  Model base = Model::load(model_dir());
+  Model tuned = Model::load(t.out_dir);  // a Hugging Face folder, with the tokenizer copied
+  EXPECT_TRUE(tuned.info().has_tokenizer);
+  const std::vector<int32_t> ids = base.tokenize("What sound does a cow make?");
+  EXPECT_GT(max_abs_diff(tuned.logits(ids), base.logits(ids)), 1e-5);
+  // A second run into the folder, now not empty, is refused before anything is loaded.
+  EXPECT_THROW(peft::api::train(model_dir(), t), peft::api::Error);
+}
+
+TEST_F(Api, SeqClsRunClassifiesAsItsFinalEvaluationSays) {
+  const std::string records = write_class_records(out("cls.jsonl"));
+  peft::api::TrainOptions t;
+  t.method = "lora";
+  t.method_settings = {{"r", "4"}};
+  t.task = "seq-cls";
+  t.data = records;
+  t.eval_data = records;
+  t.max_steps = 3;
+  t.lr = 1e-2f;
+  t.out_dir = out("seq-cls");
+  const peft::api::TrainResult r = peft::api::train(model_dir(), t);
+  EXPECT_EQ(r.task, "seq-cls");
+  ASSERT_TRUE(r.eval_accuracy.has_value());
+  ASSERT_TRUE(r.eval_macro_f1.has_value());
+
+  Model m = Model::load(model_dir());
+  m.load_adapters({t.out_dir});  // the head is read from the adapter folder
+  const peft::api::ClassifyResult c = m.classify(records, {});
+  EXPECT_EQ(c.labels, (std::vector<std::string>{"no", "yes"}));  // the data's, sorted
+  ASSERT_EQ(c.predictions.size(), 3u);
+  ASSERT_EQ(c.labelled, 3);
+  EXPECT_DOUBLE_EQ(*c.accuracy, *r.eval_accuracy);
+  EXPECT_DOUBLE_EQ(*c.macro_f1, *r.eval_macro_f1);
+  ASSERT_EQ(c.confusion.size(), 2u);
+
+  m.clear_adapters();  // no head: neither an adapter nor a *ForSequenceClassification folder
+  EXPECT_THROW(m.classify(records, {}), peft::api::Error);
+}
+
+TEST_F(Api, PetEnsembleWeighsItsPatternsAndWritesDistillationData) {
+  const std::string records = write_class_records(out("pet.jsonl"));
+  Model m = Model::load(model_dir());
+  peft::api::ClassifyOptions one;
+  one.patterns = {"{text} It was {mask}."};
+  one.verbalizer = R"({"yes": "moo", "no": "grey"})";
+  const peft::api::ClassifyResult single = m.classify(records, one);
+
+  peft::api::ClassifyOptions two = one;
+  two.patterns.push_back("Is it true? {mask}. {text}");
+  two.pattern_weights = {1, 0};  // the second pattern counts for nothing
+  two.distill_out = out("distill.jsonl");
+  const peft::api::ClassifyResult ensemble = m.classify(records, two);
+  EXPECT_EQ(ensemble.scores, single.scores);
+  EXPECT_EQ(ensemble.predictions, single.predictions);
+  ASSERT_EQ(ensemble.pattern_accuracies.size(), 2u);
+  EXPECT_DOUBLE_EQ(ensemble.pattern_accuracies[0], *single.accuracy);
+  EXPECT_EQ(count_lines(two.distill_out), 3u);  // every record, with its soft labels
+
+  // One adapter per pattern: a fresh LoRA (B = 0) scores as the base does.
+  const std::string adapter = out("lora");
+  m.create_adapter("lora", {{"r", "4"}});
+  m.save_adapter(adapter);
+  m.clear_adapters();
+  two.distill_out.clear();
+  two.pattern_adapters = {adapter, adapter};
+  EXPECT_EQ(m.classify(records, two).scores, single.scores);
+  two.pattern_adapters = {adapter};  // one folder for two patterns
+  EXPECT_THROW(m.classify(records, two), peft::api::Error);
+}
+
+TEST_F(Api, StackedAdaptersTrainSaveReloadAndContinue) {
+  peft::api::TrainOptions t;
+  t.method = "lora,prompt";
+  t.method_settings = {{"r", "4"}, {"num-virtual-tokens", "4"}};
+  t.data = data();
+  t.max_steps = 2;
+  t.lr = 1e-2f;
+  t.out_dir = out("stack");
+  std::string started;
+  peft::api::TrainCallbacks cb;
+  cb.on_start = [&](const peft::api::TrainStart& s) { started = s.method; };
+  const peft::api::TrainResult r = peft::api::train(model_dir(), t, cb);
+  EXPECT_EQ(r.method, started);
+  EXPECT_NE(r.method.find("lora"), std::string::npos);
+  EXPECT_NE(r.method.find("prompt"), std::string::npos);
+
+  Model m = Model::load(model_dir());
+  const std::vector<int32_t> ids = m.tokenize("What sound does a cow make?");
+  const std::vector<float> base = m.logits(ids);
+  m.load_adapters({t.out_dir});  // the run's folder attaches the whole stack
+  const std::vector<peft::api::AdapterInfo> stack = m.adapters();
+  ASSERT_EQ(stack.size(), 2u);
+  EXPECT_EQ(stack[0].method, "lora");
+  EXPECT_EQ(stack[1].method, "prompt");
+  EXPECT_GT(max_abs_diff(m.logits(ids), base), 1e-5);
+
+  peft::api::TrainOptions more = t;  // continue the stack: its methods come from the folder
+  more.method.clear();
+  more.method_settings.clear();
+  more.adapter = t.out_dir;
+  more.out_dir = out("stack-more");
+  more.max_steps = 1;
+  EXPECT_EQ(peft::api::train(model_dir(), more).method, r.method);
+  more.out_dir = out("stack-wrong");
+  more.method = "lora";  // the folder holds two methods
+  EXPECT_THROW(peft::api::train(model_dir(), more), peft::api::Error);
 }
 
 int count_steps(int64_t, int64_t, double loss, double, void* user) {

@@ -1,4 +1,4 @@
-// peft's default OpenMP spin count (src/cli/openmp_wait.cpp): unless OMP_WAIT_POLICY or
+// peft's default OpenMP spin count (src/core/openmp_wait.cpp): unless OMP_WAIT_POLICY or
 // GOMP_SPINCOUNT is set, the program re-executes itself once with GOMP_SPINCOUNT=10000, keeping
 // its arguments, output and exit status, however it was started. libgomp prints its settings at
 // start-up under OMP_DISPLAY_ENV=VERBOSE, once per process image: two blocks mean one

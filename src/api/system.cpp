@@ -1,18 +1,25 @@
-#include "cli/folder_info.h"
-
+// The process-wide calls of the public API: interrupts, MPI ranks, what a folder holds, what the
+// machine offers.
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
-#include "cli/setup.h"
+#include <nlohmann/json.hpp>
+
+#include "api/impl.h"
 #include "core/error.h"
+#include "core/openmp_wait.h"
+#include "core/threads.h"
+#include "dist/comm.h"
 #include "io/files.h"
 #include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/torch_pickle.h"
+#include "kernels/gemm.h"
 #include "models/registry.h"
 #include "peft/method.h"
 
-namespace peft::cli {
+namespace peft::api {
 namespace {
 
 const char* const kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model",
@@ -114,15 +121,13 @@ nlohmann::ordered_json adapter_info(const std::string& dir) {
         const nlohmann::ordered_json b = model_info(base);
         j["base_params"] = b["params"];
         j["share"] = double(trainable) / b["params"].get<double>();
-      } catch (const Error&) {
+      } catch (const peft::Error&) {
         // The base is optional context; a broken base folder does not make the adapter bad.
       }
     }
   }
   return j;
 }
-
-}  // namespace
 
 nlohmann::ordered_json folder_info(const std::string& dir) {
   if (!directory_exists(dir)) fail("{}: no such folder", dir);
@@ -150,17 +155,53 @@ nlohmann::ordered_json folder_info(const std::string& dir) {
       dir, kStackFile);
 }
 
-int print_folder_info(const std::string& dir, bool json) {
-  const nlohmann::ordered_json j = folder_info(dir);
-  if (json) {
-    std::printf("%s\n", j.dump().c_str());
-    return 0;
-  }
-  for (const auto& [k, v] : j.items()) {
-    const std::string text = v.is_string() ? v.get<std::string>() : v.dump();
-    std::printf("%-24s %s\n", k.c_str(), text.c_str());
-  }
-  return 0;
+}  // namespace
+
+std::string folder_name(const std::string& dir) {
+  std::filesystem::path p(dir);
+  while (!p.empty() && !p.has_filename() && p.has_parent_path() && p != p.root_path())
+    p = p.parent_path();  // "a/b/" -> "a/b"
+  std::string name = p.filename().string();
+  if (name.empty() || name == ".")
+    name = std::filesystem::absolute(p).lexically_normal().parent_path().filename().string();
+  return name.empty() ? dir : name;
 }
 
-}  // namespace peft::cli
+void install_interrupt_handler() {
+  peft::install_interrupt_handler();
+}
+
+int process_rank() {
+  return dist::rank();
+}
+
+int process_count() {
+  return dist::size();
+}
+
+std::string mpi_library() {
+  return dist::mpi_library();
+}
+
+std::string folder_info_json(const std::string& dir) {
+  return guarded([&] { return folder_info(dir).dump(); });
+}
+
+std::string system_info_json() {
+  return guarded([&] {
+    nlohmann::ordered_json out;
+    out["threads"] = num_threads();
+    out["cores"] = num_cores();
+    out["openmp_wait"] = openmp_wait_setting();
+    out["gemm_backend"] = gemm_backend_name(gemm_backend());
+    out["gemm_bf16_path"] = bf16_path_name(gemm_bf16_path());
+    for (const auto& [key, value] : gemm_system_info()) out[key] = value;
+    // Data-parallel training (mpirun -np N peft train): the MPI library built in, if any.
+    const std::string mpi = dist::mpi_library();
+    out["mpi"] = mpi.empty() ? "not built in (one process only)" : mpi;
+    if (!mpi.empty()) out["mpi_ranks"] = dist::size();
+    return out.dump();
+  });
+}
+
+}  // namespace peft::api

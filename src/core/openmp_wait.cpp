@@ -37,11 +37,11 @@
 #include <cstring>
 #include <string>
 
-#include "cli/setup.h"
+#include "core/openmp_wait.h"
 
 extern char** environ;
 
-namespace peft::cli {
+namespace peft {
 namespace {
 
 // A spin about 1/30 of libgomp's default: long enough to ride through the short waits between a
@@ -95,8 +95,8 @@ std::string openmp_wait_setting() {
   std::string s;
   for (const char* name : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
     if (env_set(name)) s += std::string(s.empty() ? "" : " ") + name + "=" + std::getenv(name);
-  return s.empty() ? "libgomp's default (GOMP_SPINCOUNT=300000; peft could not re-execute itself)"
+  return s.empty() ? "libgomp's default (GOMP_SPINCOUNT=300000: peft did not re-execute itself)"
                    : s + " (environment)";
 }
 
-}  // namespace peft::cli
+}  // namespace peft
