@@ -147,17 +147,20 @@ TEST_F(Api, GgufExportWritesAnAdapterOrAModel) {
   EXPECT_THROW(m.export_gguf(out("prompt.gguf")), peft::api::Error);  // no llama.cpp form
 }
 
+// Three labelled classification records (PET and seq-cls read the same).
+std::string write_class_records(const std::string& path) {
+  std::ofstream f(path);
+  f << R"({"text": "a cow says moo", "label": "yes"})"
+    << "\n"
+    << R"({"text": "a cat is grey", "label": "no"})"
+    << "\n"
+    << R"({"text": "the dog", "label": "yes"})"
+    << "\n";
+  return path;
+}
+
 TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
-  const std::string data = out("pet.jsonl");
-  {
-    std::ofstream f(data);
-    f << R"({"text": "a cow says moo", "label": "yes"})"
-      << "\n"
-      << R"({"text": "a cat is grey", "label": "no"})"
-      << "\n"
-      << R"({"text": "the dog", "label": "yes"})"
-      << "\n";
-  }
+  const std::string data = write_class_records(out("pet.jsonl"));
   Model m = Model::load(model_dir());
   peft::api::ClassifyOptions c;
   c.patterns = {"{text} It was {mask}."};
@@ -178,18 +181,6 @@ TEST_F(Api, PetClassifiesAndTrainsThroughTheSameObjective) {
   t.shuffle = false;
   m.train(t);
   EXPECT_EQ(*m.classify(data, c).accuracy, 1.0);  // three records, learnt
-}
-
-// Three labelled classification records (PET and seq-cls read the same).
-std::string write_class_records(const std::string& path) {
-  std::ofstream f(path);
-  f << R"({"text": "a cow says moo", "label": "yes"})"
-    << "\n"
-    << R"({"text": "a cat is grey", "label": "no"})"
-    << "\n"
-    << R"({"text": "the dog", "label": "yes"})"
-    << "\n";
-  return path;
 }
 
 size_t count_lines(const std::string& path) {
