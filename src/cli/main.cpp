@@ -177,12 +177,14 @@ int main(int argc, char** argv) {
     // A run config (--config RUN.yaml) supplies the flags the command line leaves out.
     auto config = std::find(args.begin(), args.end(), "--config");
     if (command != nullptr && config != args.end() && config + 1 != args.end()) {
+      // A copy: appending to args may move its strings.
+      const std::string config_path = *(config + 1);
       try {
-        append_yaml_config(*(config + 1), *command, args);
+        append_yaml_config(config_path, *command, args);
       } catch (const peft::Error& e) {
         return usage_error(e.what());
       } catch (const std::exception& e) {  // yaml-cpp's conversions (a key that is a list, ...)
-        return usage_error(*(config + 1) + ": " + e.what());
+        return usage_error(config_path + ": " + e.what());
       }
     }
     std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11's vector form
