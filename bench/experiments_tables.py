@@ -88,7 +88,7 @@ def row(d, task, m):
 
 def methods(d):
     p = os.path.join(d, "sentiment-model.txt")
-    bert = open(p).read().strip() if os.path.exists(p) else "bert-tiny-mlm"
+    bert = open(p).read().strip() if os.path.exists(p) else "bert-small-mlm"
     for task, what in (("stories", "stories260K, Pip-the-dragon stories (eval: token accuracy %)"),
                        ("sentiment", f"{bert}, seq-cls on Amazon sentences (eval: accuracy %)")):
         if not glob.glob(os.path.join(d, f"{task}-*.json")):

@@ -2,7 +2,7 @@
 # Method comparison table of docs/EXPERIMENTS.md: every method of `peft train` on two tasks,
 #   stories: data/models/stories260K on data/stories (the Pip-the-dragon style, causal LM,
 #            3 epochs, batch 8), eval loss / token accuracy on data/stories/eval.jsonl;
-#   sentiment: data/models/bert-tiny-mlm (BERT=… for another), --task seq-cls on the 800 Amazon sentences outside the
+#   sentiment: data/models/bert-small-mlm (BERT=… for another), --task seq-cls on the 800 Amazon sentences outside the
 #            held-out split, 5 epochs, batch 16 (250 steps),
 #            eval loss / accuracy on data/sentiment/test-200.jsonl;
 # then a LoRA rank sweep (r 1..32, alpha 2r) on both. Same seed everywhere; --threads 1.
@@ -13,7 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEFT=${PEFT:-$ROOT/build/peft}
 OUT=${1:-${TMPDIR:-/tmp}/peft-methods}
 TASKS=${TASKS:-stories sentiment}
-BERT=${BERT:-$ROOT/data/models/bert-tiny-mlm}
+BERT=${BERT:-$ROOT/data/models/bert-small-mlm}
 T=(--threads "${PEFT_THREADS:-1}")
 mkdir -p "$OUT"
 python3 - "$ROOT" "$OUT/sentiment-train.jsonl" <<'PY'

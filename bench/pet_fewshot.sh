@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PEFT=${PEFT:-$ROOT/build/peft}
-MODEL=${MODEL:-$ROOT/data/models/bert-tiny-mlm}
+MODEL=${MODEL:-$ROOT/data/models/bert-small-mlm}
 OUT=${1:-${TMPDIR:-/tmp}/peft-pet-fewshot}
 SIZES=${SIZES:-10 32 100}
 SEEDS=${SEEDS:-1 2 3 4 5}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Builds the pretraining corpus and the pruned WordPiece vocabulary of data/models/bert-tiny-mlm
-(see docs/bert-tiny-mlm.md and scripts/train-mlm.sh, which runs this).
+"""Builds the pretraining corpus and the pruned WordPiece vocabulary of data/models/bert-small-mlm
+(see docs/bert-small-mlm.md and scripts/train-mlm.sh, which runs this).
 
 Corpus: the English files of Debian's fortune cookie packages (fortunes, fortunes-min,
 fortunes-bofh-excuses, fortunes-debian-hints; /usr/share/games/fortunes, art files left out),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Context-free baselines for the held-out MLM numbers of docs/bert-tiny-mlm.md.
+"""Context-free baselines for the held-out MLM numbers of docs/bert-small-mlm.md.
 
 Tokenises WORK_DIR/train.jsonl and WORK_DIR/eval.jsonl (written by scripts/make_mlm_data.py) with
 the pruned tokenizer WORK_DIR/tokenizer (no special tokens; an evaluation record is cut to 126

@@ -209,7 +209,8 @@ struct GenerateResult {
   std::string text;          // the new text
   std::vector<int32_t> ids;  // the new tokens
   bool stopped = false;      // ended at an end token (not at max_new_tokens or by the callback)
-  double tokens_per_s = 0;
+  double tokens_per_s = 0;   // decoding: new tokens after the first / their time
+  double prefill_tokens_per_s = 0;  // the prompt's forward pass (up to the first new token)
   int64_t prompt_tokens = 0;
 };
 
@@ -264,6 +265,9 @@ struct TrainOptions {
   std::string resume;                  // a checkpoint folder to continue from
   bool resume_accept_changes = false;  // resume although a setting or the data differs
   bool progress = false;               // a progress bar on stderr
+  // Activation checkpointing (decoders): keep each layer's input only and recompute the layer in
+  // backward: much less memory for about one more forward pass of time.
+  bool gradient_checkpointing = false;
   // Under mpirun: AdamW state sharded over the ranks (ZeRO-1); gradients summed in "f32" or
   // "bf16"; summed in buckets during backward ("on"), in one all-reduce after it ("off"), or on
   // from 16M trainable parameters ("auto"); the overlapped buckets' size in MiB.

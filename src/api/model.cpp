@@ -480,6 +480,7 @@ GenerateResult generate_from(const std::string& dir, peft::Model& model, const p
   out.tokens_per_s =
       r.seconds > 0 ? double(r.ids.size() > 1 ? r.ids.size() - 1 : 0) / r.seconds : 0.0;
   out.prompt_tokens = int64_t(ids.size());
+  out.prefill_tokens_per_s = r.prefill_seconds > 0 ? double(ids.size()) / r.prefill_seconds : 0.0;
   return out;
 }
 

@@ -135,6 +135,9 @@ void save_model_folder(const std::string& dir, const peft::Model& model, const P
 // The one wiring of a run: objective, data, parameters, trainer, final evaluation.
 TrainResult run(Model::Impl& impl, const TrainOptions& a, const TrainCallbacks& cb, Plan& plan) {
   peft::Model& model = *impl.model;
+  if (a.gradient_checkpointing && !model.is_causal_lm())
+    fail("--gradient-checkpointing is implemented for decoders; {} is a masked LM",
+         model.config().model_type);
   const std::string task = a.task.empty() ? default_objective(model) : a.task;
   const ObjectiveInfo* task_info = find_objective(task);
   if (!task_info) fail("--task {}: expected one of {}", task, peft::objective_names());
@@ -255,7 +258,10 @@ TrainResult run(Model::Impl& impl, const TrainOptions& a, const TrainCallbacks& 
   // carries that (dropout) to the model and every method.
   LossFunction loss = [&](const Batch& b, float normaliser, bool training) {
     return objective->loss(b, normaliser,
-                           {.hooks = hooks, .training = training, .dropout_rng = &dropout_rng});
+                           {.hooks = hooks,
+                            .training = training,
+                            .dropout_rng = &dropout_rng,
+                            .recompute_layers = training && a.gradient_checkpointing});
   };
 
   TrainerOptions o;
@@ -282,6 +288,13 @@ TrainResult run(Model::Impl& impl, const TrainOptions& a, const TrainCallbacks& 
   o.allreduce_overlap = a.allreduce_overlap == "on"    ? AllreduceOverlap::On
                         : a.allreduce_overlap == "off" ? AllreduceOverlap::Off
                                                        : AllreduceOverlap::Auto;
+  // A recomputed layer writes its parameters' gradients from one closure that declared none of
+  // them, so the overlapped all-reduce could not know when they are final.
+  if (a.gradient_checkpointing) {
+    if (o.allreduce_overlap == AllreduceOverlap::On)
+      fail("--gradient-checkpointing cannot run with --allreduce-overlap on (use off or auto)");
+    o.allreduce_overlap = AllreduceOverlap::Off;
+  }
   if (!(a.allreduce_bucket_mb > 0))
     fail("--allreduce-bucket-mb {}: must be > 0", a.allreduce_bucket_mb);
   o.allreduce_bucket_floats =
@@ -441,6 +454,7 @@ TrainResult train(const std::string& model_dir, const TrainOptions& a, const Tra
       if (plan.full) memory.trainable_params = config_parameter_count(config);
       memory.batch = a.batch_size;
       memory.tokens = std::min(a.max_len, config.max_position_embeddings);
+      memory.recompute_layers = a.gradient_checkpointing;
       const MemoryEstimate estimate = estimate_memory(config, memory);
       check_memory(estimate, "training " + model_dir);
       plan.memory_estimate_mb = estimate.total() / (1024.0 * 1024.0);

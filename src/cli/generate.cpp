@@ -62,6 +62,7 @@ int run_generate(const GenerateArgs& a) {
     out["ids"] = r.ids;
     out["tokens_per_s"] = r.tokens_per_s;
     out["prompt_tokens"] = r.prompt_tokens;
+    out["prefill_tokens_per_s"] = r.prefill_tokens_per_s;
     out["stopped_at_end_token"] = r.stopped;
   };
   auto print_json = [&] {
@@ -127,7 +128,8 @@ Runner setup_generate(CLI::App& app) {
       ->check(CLI::IsMember({"f32", "bf16", "q8_0", "q4_0"}))
       ->group(model);
   app.add_flag("--json", a->json,
-               "print {\"text\", \"ids\", \"tokens_per_s\"} instead of streaming")
+               "print {\"text\", \"ids\", \"tokens_per_s\", \"prefill_tokens_per_s\", ...} instead "
+               "of streaming")
       ->group("Output");
   return [a]() { return run_generate(*a); };
 }

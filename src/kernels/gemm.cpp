@@ -11,6 +11,7 @@
 #include "kernels/convert.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm_backends.h"
+#include "kernels/gemv.h"
 
 namespace peft {
 namespace {
@@ -375,13 +376,16 @@ void matmul_x_wt(const float* x, int64_t M, const Tensor& W, float* y, float bet
     case DType::F32:
       return gemm_f32(false, true, M, out, in, 1.0f, x, in, W.data<float>(), in, beta, y, out);
     case DType::BF16:
-      return gemm_f32_bf16(false, true, M, out, in, 1.0f, x, in,
-                           static_cast<const uint16_t*>(W.raw()), in, beta, y, out);
+      if (M > kGemvMaxRows)
+        return gemm_f32_bf16(false, true, M, out, in, 1.0f, x, in,
+                             static_cast<const uint16_t*>(W.raw()), in, beta, y, out);
+      [[fallthrough]];
     case DType::F16:
     case DType::Q8_0:
     case DType::Q4_0:
       if (M == 0 || out == 0) return;
       if (in == 0) return scale_c(M, out, beta, y, out);
+      if (M <= kGemvMaxRows) return gemv_x_wt(M, out, in, x, in, W.dtype(), W.raw(), beta, y, out);
       return gemm_f32_panels(false, true, M, out, in, 1.0f, x, in, W.dtype(), W.raw(), in, beta, y,
                              out);
     case DType::I32:

@@ -75,7 +75,8 @@ void gemm_f32_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
 // Products with a linear layer's weight W [out, in] stored as f32, bf16, f16, q8_0 or q4_0.
 // bf16 uses gemm_bf16_path(); f16, q8_0 and q4_0 (and bf16 on the fallback) are converted to f32
 // in panels of W's rows (x·Wᵀ) or columns (dy·W), in parallel, so the f32 copy of a whole weight
-// never exists.
+// never exists. x·Wᵀ with at most kGemvMaxRows rows through any of them but f32 (a decoding step)
+// reads W once instead (kernels/gemv.h).
 // y[M, out] = x[M, in] · Wᵀ + beta · y
 void matmul_x_wt(const float* x, int64_t M, const Tensor& W, float* y, float beta);
 // dx[M, in] = dy[M, out] · W + beta · dx

@@ -8,6 +8,7 @@
 // Shapes: C hidden, H / Hkv heads, D head dim, I intermediate, V vocab.
 #include <fmt/format.h>
 
+#include "autograd/recompute.h"
 #include "models/families.h"
 #include "models/model.h"
 #include "ops/activation.h"
@@ -102,10 +103,11 @@ class Decoder final : public Model {
     const Tensor positions = in.position_ids.defined() ? token_positions(in, P, start) : Tensor();
     const Tensor segments = token_segments(in, P);
     PEFT_CHECK(!segments.defined() || !cache, "packed rows (segment_ids) cannot use a KV cache");
-    auto rotate = [&](const Var& t) {
-      return positions.defined() ? rope(t, positions, theta) : rope(t, start, theta);
-    };
-    for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    // One layer; it captures by value, since with ctx.recompute_layers it runs again in backward.
+    auto layer = [=, this](int64_t i, Var x) {
+      auto rotate = [&](const Var& t) {
+        return positions.defined() ? rope(t, positions, theta) : rope(t, start, theta);
+      };
       Layer& L = layers_[size_t(i)];
       Var h = rms_norm(x, L.ln1, eps);
       Var q, k, v;
@@ -142,8 +144,13 @@ class Decoder final : public Model {
       Var up = project(h2, L.up, hooks);
       Var m = project(swiglu(gate, up), L.down, hooks);
       if (hooks) m = hooks->after_sublayer(int(i), Sublayer::FeedForward, m, x, nullptr);
-      x = add(x, m);
-    }
+      return add(x, m);
+    };
+    for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+      x = ctx.recompute_layers && !cache
+              ? recompute_in_backward(
+                    x, [layer, i](const Var& in) { return layer(i, in); }, ctx.dropout_rng)
+              : layer(i, x);
     if (cache) cache->advance(Tt);
     return rms_norm(x, norm_, eps);
   }

@@ -32,6 +32,9 @@ struct ForwardContext {
   Rng* dropout_rng = nullptr;   // required when training with dropout > 0
   KVCache* cache = nullptr;     // decoders at inference; null otherwise
   int64_t batch = 0;            // B of this forward (the model fills it in)
+  // Activation checkpointing (decoders, training): keep each layer's input only and recompute
+  // the layer in backward (autograd/recompute.h).
+  bool recompute_layers = false;
 };
 
 // A weight projection of the model, named as Hugging Face names the module, e.g.

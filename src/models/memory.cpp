@@ -72,8 +72,11 @@ MemoryEstimate estimate_memory(const HFConfig& c, const MemoryPlan& plan) {
     // activation, product), f32; plus the chunked cross-entropy's working set.
     const double tokens = double(plan.batch) * double(plan.tokens);
     // (the cross-entropy keeps 128 rows of logits and their gradient: ops/cross_entropy.h)
-    e.activations = tokens * (L * (12 * h + 4 * I) + 4 * h) * 4 +
-                    std::min(128.0, tokens) * double(c.vocab_size) * 4 * 2;
+    // With recomputation the tape keeps each layer's input, and one layer's activations (with
+    // their gradients) live at a time in backward.
+    const double per_token =
+        plan.recompute_layers ? L * h + 2 * (12 * h + 4 * I) + 4 * h : L * (12 * h + 4 * I) + 4 * h;
+    e.activations = tokens * per_token * 4 + std::min(128.0, tokens) * double(c.vocab_size) * 4 * 2;
   }
   if (plan.kv_tokens > 0)
     e.kv_cache = double(plan.kv_tokens) * L * 2 * double(c.num_key_value_heads * c.head_dim) * 4;

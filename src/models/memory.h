@@ -20,6 +20,7 @@ struct MemoryPlan {
   double weight_bytes_per_param = 4;  // as stored or as --base-dtype converts them
   double trainable_params = 0;        // f32 value + gradient + AdamW m and v
   int64_t batch = 0, tokens = 0;      // training activations (0: inference only)
+  bool recompute_layers = false;      // activation checkpointing: layer inputs + one layer
   int64_t kv_tokens = 0;              // KV cache positions (generation)
 };
 

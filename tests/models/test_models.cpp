@@ -10,6 +10,7 @@
 #include "models/evaluate.h"
 #include "models/init.h"
 #include "models/kv_cache.h"
+#include "models/memory.h"
 #include "models/model.h"
 #include "models/registry.h"
 #include "ops/elementwise.h"
@@ -232,7 +233,8 @@ TEST(Models, KvCacheGivesTheFullForwardLogits) {
           for (int64_t t = t0; t < t0 + step; ++t) chunk.push_back(ids[size_t(b * T + t)]);
         ModelInputs in;
         in.input_ids = ids_tensor(chunk, B);
-        const std::vector<float> l = m->logits(m->forward(in, {.cache = &cache}))->value.to_vector();
+        const std::vector<float> l =
+            m->logits(m->forward(in, {.cache = &cache}))->value.to_vector();
         for (int64_t b = 0; b < B; ++b)
           std::copy(l.begin() + b * step * V, l.begin() + (b + 1) * step * V,
                     got.begin() + (b * T + t0) * V);
@@ -458,12 +460,41 @@ TEST(Models, PackedRowsRejectVirtualTokensAndBadShapes) {
   ModelInputs in;
   in.input_ids = ids_tensor(random_ids(8, 6), 2);
   in.segment_ids = Tensor::zeros({2, 4}, DType::I32);
-  EXPECT_NE(error_of([&] { m->forward(in, {.hooks = &hooks}); }).find("virtual tokens"), std::string::npos);
+  EXPECT_NE(error_of([&] { m->forward(in, {.hooks = &hooks}); }).find("virtual tokens"),
+            std::string::npos);
   in.segment_ids = Tensor::zeros({2, 3}, DType::I32);
   EXPECT_NE(error_of([&] { m->forward(in); }).find("segment_ids"), std::string::npos);
   in.segment_ids = Tensor();
   in.position_ids = Tensor::zeros({1, 4}, DType::I32);
   EXPECT_NE(error_of([&] { m->forward(in); }).find("position_ids"), std::string::npos);
+}
+
+// The memory guard's activation term with --gradient-checkpointing on Qwen2-7B's shapes at
+// 1 × 512 tokens: the layer inputs (28 × 3584 floats a token) and one layer's activations with
+// their gradients instead of all 28 layers' (the estimate it was built from: about 6.7 GB → 0.6
+// GB).
+TEST(MemoryEstimate, RecomputedLayersKeepLayerInputsAndOneLayer) {
+  HFConfig c;
+  c.vocab_size = 151936;
+  c.hidden_size = 3584;
+  c.intermediate_size = 18944;
+  c.num_hidden_layers = 28;
+  c.num_attention_heads = 28;
+  c.num_key_value_heads = 4;
+  c.head_dim = 128;
+  MemoryPlan plan;
+  plan.weight_bytes_per_param = 2;
+  plan.batch = 1;
+  plan.tokens = 512;
+  const MemoryEstimate kept = estimate_memory(c, plan);
+  plan.recompute_layers = true;
+  const MemoryEstimate recomputed = estimate_memory(c, plan);
+  const double logits = 128.0 * 151936 * 4 * 2;  // the chunked cross-entropy, the same in both
+  const double h = 3584, I = 18944, L = 28, T = 512;
+  EXPECT_NEAR(kept.activations - logits, T * (L * (12 * h + 4 * I) + 4 * h) * 4, 1.0);
+  EXPECT_NEAR(recomputed.activations - logits, T * (L * h + 2 * (12 * h + 4 * I) + 4 * h) * 4, 1.0);
+  EXPECT_LT(recomputed.activations, 0.15 * kept.activations);
+  EXPECT_EQ(recomputed.weights, kept.weights);
 }
 
 }  // namespace
