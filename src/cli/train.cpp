@@ -239,7 +239,7 @@ Runner setup_train(CLI::App& app) {
   app.add_flag("--json", a->json, "print a JSON summary as the last line")->group(output);
   app.add_flag("--gradient-checkpointing", a->options.gradient_checkpointing,
                "decoders: keep only each layer's input and recompute the layer in backward (far "
-               "less memory, about a third more time)")
+               "less memory, one more forward pass of time)")
       ->group("Runtime");
   app.add_flag("--shard-optimizer", a->options.shard_optimizer,
                "under mpirun: each rank keeps the AdamW state of 1/N of the parameters (ZeRO-1)")
