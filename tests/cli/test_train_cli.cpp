@@ -72,6 +72,9 @@ TEST_F(TrainCli, LoraTrainEvalMergeAgree) {
     EXPECT_LE(g["ids"].size(), 4u);
   else
     EXPECT_EQ(g["ids"].size(), 4u);
+  // The prompt's pass is timed apart from the decoding steps.
+  EXPECT_GT(g["prompt_tokens"].get<int>(), 1);
+  EXPECT_GT(g["prefill_tokens_per_s"].get<double>(), 0.0);
 }
 
 // Mixed precision: the frozen base in bf16 (native bf16 GEMMs with bf16-rounded activations where
@@ -226,6 +229,10 @@ TEST_F(TrainCli, GradientCheckpointingTrainsBitIdentically) {
           << methods[i] << ": " << e.path().filename();
     }
     EXPECT_GT(files, 0) << methods[i];
+    // The flag reaches the memory guard's plan (with 2 layers, layer inputs plus one layer is
+    // more than the two layers' activations: the estimate differs either way).
+    EXPECT_NE(json_of(recomputed)["memory_estimate_mb"].get<double>(),
+              json_of(plain)["memory_estimate_mb"].get<double>());
   }
   auto bert = run_peft("init --arch bert --preset tiny --out " + dir_ + "/bert-ckpt");
   ASSERT_EQ(bert.status, 0) << bert.err;

@@ -9,26 +9,14 @@
 
 #include "kernels/convert.h"
 #include "kernels/cpu_features.h"
+#include "simd_levels.h"
 #include "testing.h"
 
 namespace peft {
 namespace {
 
-class SimdLevelGuard {
- public:
-  SimdLevelGuard() : level_(simd_level()) {}
-  ~SimdLevelGuard() { set_simd_level(level_); }
-
- private:
-  SimdLevel level_;
-};
-
-std::vector<SimdLevel> supported_levels() {
-  std::vector<SimdLevel> levels;
-  for (SimdLevel l : {SimdLevel::Generic, SimdLevel::Avx2, SimdLevel::Avx512})
-    if (int(l) <= int(simd_level_supported())) levels.push_back(l);
-  return levels;
-}
+using testing::SimdLevelGuard;
+using testing::supported_levels;
 
 // 101 values (not a multiple of any vector width) with the special cases at the front.
 std::vector<float> tricky_values() {

@@ -12,23 +12,15 @@
 #include "kernels/cpu_features.h"
 #include "kernels/gemm.h"
 #include "kernels/gemv.h"
+#include "simd_levels.h"
 #include "testing.h"
 #include "tolerances.h"
 
 namespace peft {
 namespace {
 
-std::vector<SimdLevel> levels() {
-  std::vector<SimdLevel> out;
-  for (SimdLevel l : {SimdLevel::Generic, SimdLevel::Avx2, SimdLevel::Avx512})
-    if (int(l) <= int(simd_level_supported())) out.push_back(l);
-  return out;
-}
-
-struct LevelGuard {
-  SimdLevel saved = simd_level();
-  ~LevelGuard() { set_simd_level(saved); }
-};
+using testing::SimdLevelGuard;
+using testing::supported_levels;
 
 // y_ref[m, j] = Σ_k x[m, k] · wf[j, k] (double) + beta · y[m, j]
 std::vector<float> reference(int64_t M, int64_t N, int64_t K, const std::vector<float>& x,
@@ -44,8 +36,8 @@ std::vector<float> reference(int64_t M, int64_t N, int64_t K, const std::vector<
 }
 
 TEST(Gemv, DotMatchesDoubleSumAtEveryLevel) {
-  LevelGuard guard;
-  for (SimdLevel l : levels()) {
+  SimdLevelGuard guard;
+  for (SimdLevel l : supported_levels()) {
     set_simd_level(l);
     for (int64_t n : {0, 1, 7, 15, 16, 17, 31, 32, 33, 64, 100, 1000}) {
       const testing::Vec a = testing::random_vec(size_t(n), 1 + uint64_t(n));
@@ -62,8 +54,8 @@ TEST(Gemv, DotMatchesDoubleSumAtEveryLevel) {
 }
 
 TEST(Gemv, MatchesDequantisedProductForEveryTypeAndLevel) {
-  LevelGuard guard;
-  for (SimdLevel l : levels()) {
+  SimdLevelGuard guard;
+  for (SimdLevel l : supported_levels()) {
     set_simd_level(l);
     for (DType t : {DType::BF16, DType::F16, DType::Q8_0, DType::Q4_0})
       for (int64_t K : {32, 33, 101, 544}) {

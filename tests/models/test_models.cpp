@@ -364,6 +364,32 @@ TEST(Models, FullFineTuningGivesEveryWeightAGradient) {
   }
 }
 
+// Activation checkpointing (ForwardContext::recompute_layers): the forward records one closure
+// per decoder layer instead of every op inside it, and backward, which reruns each layer on its
+// own tape, gives every weight exactly the gradient of the ordinary pass.
+TEST(Models, RecomputedLayersRecordLessAndGiveTheSameGradients) {
+  for (const char* arch : {"qwen2", "llama", "baichuan"}) {
+    SCOPED_TRACE(arch);
+    ModelInputs in;
+    in.input_ids = ids_tensor(random_ids(12, 4), 2);
+    std::vector<std::vector<float>> grads[2];
+    size_t recorded[2] = {0, 0};
+    for (int recompute = 0; recompute < 2; ++recompute) {
+      auto m = load_model(tiny_model(arch));
+      ParamStore params;
+      m->make_trainable(params);
+      Tape tape;
+      Var hidden = m->forward(in, {.training = true, .recompute_layers = recompute == 1});
+      recorded[recompute] = tape.size();
+      tape.backward(m->loss(hidden, in.input_ids));
+      for (const auto& e : params.entries()) grads[recompute].push_back(e.var->grad.to_vector());
+    }
+    EXPECT_LT(recorded[1], recorded[0]);
+    ASSERT_EQ(grads[0].size(), grads[1].size());
+    for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_EQ(grads[0][i], grads[1][i]) << i;
+  }
+}
+
 TEST(Models, TokenLogitsPickRowsAndVocab) {
   for (const char* arch : {"qwen2", "bert"}) {
     auto m = load_model(tiny_model(arch));
